@@ -1,0 +1,35 @@
+"""vitlearn: the Vision Transformer, built step by step (and trained on MNIST on a CPU).
+
+The public parts, in the order of the paper's pipeline::
+
+    patchify / unpatchify / PatchEmbedding           steps 2-4   vitlearn.patches
+    ClassToken / PositionEmbedding / sin-cos          steps 5-6   vitlearn.tokens
+    scaled_dot_product_attention / MultiHeadSelfAttention  step 7   vitlearn.attention
+    MLP / EncoderBlock / TransformerEncoder           step 7      vitlearn.encoder
+    ClassificationHead                                step 8      vitlearn.head
+    ViT                                               all         vitlearn.model
+"""
+
+from .attention import MultiHeadSelfAttention, scaled_dot_product_attention
+from .checkpoint import CheckpointError, load, load_checkpoint, save
+from .data import DataNotFoundError, ImageDataset, load_dataset
+from .encoder import MLP, EncoderBlock, TransformerEncoder
+from .head import ClassificationHead
+from .model import ViT
+from .patches import PatchEmbedding, patchify, unpatchify
+from .tokens import (ClassToken, PositionEmbedding, SinCosPositionEmbedding,
+                     resample_position_embedding, sincos_2d_position_embedding)
+from .training import Evaluation, History, default_device, evaluate, fit
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "patchify", "unpatchify", "PatchEmbedding",
+    "ClassToken", "PositionEmbedding", "SinCosPositionEmbedding",
+    "sincos_2d_position_embedding", "resample_position_embedding",
+    "scaled_dot_product_attention", "MultiHeadSelfAttention",
+    "MLP", "EncoderBlock", "TransformerEncoder", "ClassificationHead", "ViT",
+    "ImageDataset", "load_dataset", "DataNotFoundError",
+    "fit", "evaluate", "History", "Evaluation", "default_device",
+    "save", "load", "load_checkpoint", "CheckpointError",
+]

@@ -1,0 +1,101 @@
+"""Checkpoints: weights, configuration and training state in one file that loads without
+unpickling code (``torch.load(..., weights_only=True)``), so opening a checkpoint someone
+sent you cannot run their code."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["save", "load", "load_checkpoint", "CheckpointError", "FORMAT"]
+
+FORMAT = "vitlearn.checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """The file is not a readable vitlearn checkpoint."""
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)  # DistributedDataParallel keeps the model in .module
+
+
+def save(model: nn.Module, path: str | os.PathLike, *, optimizer=None, scheduler=None,
+         epoch: int | None = None, history: dict | None = None, train_config: dict | None = None,
+         dataset: dict | None = None) -> Path:
+    """Write a checkpoint atomically (a crash mid-write never leaves a half file at ``path``)."""
+    model = _unwrap(model)
+    if not hasattr(model, "config"):
+        raise TypeError("save() stores a vitlearn.ViT (it needs model.config to rebuild the "
+                        f"model); got {type(model).__name__}")
+    state = {
+        "format": FORMAT, "version": VERSION,
+        "config": dict(model.config),
+        "custom_layers": dict(getattr(model, "custom_layers", {})),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "epoch": epoch, "history": history, "train_config": train_config, "dataset": dataset,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                    ) -> dict[str, Any]:
+    """The checkpoint's contents as a dict, checked to be a vitlearn checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}; train one with `python -m vitlearn "
+                                f"train --output {path}`")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
+            OSError, KeyError, IndexError) as err:
+        raise CheckpointError(f"{path} is not a readable vitlearn checkpoint (corrupt, truncated "
+                              f"or another format): {type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else ''}. Re-save it "
+                              f"with vitlearn.save() or retrain.") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is a PyTorch file but not a vitlearn checkpoint (no "
+                              f"'format': {FORMAT!r} entry); save models with vitlearn.save()")
+    if state.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path} was written by a newer vitlearn (checkpoint version "
+                              f"{state['version']}); upgrade vitlearn to load it")
+    return state
+
+
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+         **layers) -> nn.Module:
+    """Rebuild the ViT stored in ``path`` and load its weights (in eval mode).
+
+    A model built with a custom part (``attn_layer=MyAttention``) is rebuilt only when the
+    same part is passed again: ``load(path, attn_layer=MyAttention)``; code is never
+    unpickled from the file.
+    """
+    from .model import ViT
+
+    state = load_checkpoint(path, map_location)
+    missing = sorted(set(state.get("custom_layers") or {}) - set(layers))
+    if missing:
+        names = ", ".join(f"{k}={state['custom_layers'][k]}" for k in missing)
+        raise CheckpointError(f"{path} was saved from a model with custom parts ({names}); pass "
+                              f"them again: vitlearn.load(path, {', '.join(f'{k}=...' for k in missing)})")
+    model = ViT(**state["config"], **layers)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise CheckpointError(f"the weights in {path} do not fit its configuration: "
+                              f"{str(err).splitlines()[0]}") from None
+    return model.to(map_location).eval()
