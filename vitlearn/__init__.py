@@ -17,8 +17,13 @@ from .encoder import MLP, EncoderBlock, TransformerEncoder
 from .head import ClassificationHead
 from .model import ViT
 from .patches import PatchEmbedding, patchify, unpatchify
-from .tokens import (ClassToken, PositionEmbedding, SinCosPositionEmbedding,
-                     resample_position_embedding, sincos_2d_position_embedding)
+from .tokens import (
+                     ClassToken,
+                     PositionEmbedding,
+                     SinCosPositionEmbedding,
+                     resample_position_embedding,
+                     sincos_2d_position_embedding,
+)
 from .training import Evaluation, History, default_device, evaluate, fit
 
 __version__ = "0.1.0"

@@ -12,7 +12,6 @@ from .data import DATASETS, normalize
 
 
 def _train(args) -> int:
-    from .checkpoint import save
     from .data import load_dataset
     from .model import ViT
     from .training import fit

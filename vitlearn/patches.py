@@ -22,7 +22,8 @@ def check_images(images: torch.Tensor, patch_size: int, *, in_chans: int | None 
     if images.ndim != 4:
         hint = (" Add a batch dimension with images.unsqueeze(0)." if images.ndim == 3 else
                 " Add channel and batch dimensions with images[None, None]." if images.ndim == 2 else "")
-        raise ValueError(f"expected a 4-D batch of images [B, C, H, W], got shape {tuple(images.shape)}.{hint}")
+        raise ValueError(f"expected a 4-D batch of images [B, C, H, W], got shape "
+                         f"{tuple(images.shape)}.{hint}")
     _, c, h, w = images.shape
     if in_chans is not None and c != in_chans:
         raise ValueError(f"the model expects {in_chans} channel(s) but the images have {c} "

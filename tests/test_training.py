@@ -1,0 +1,121 @@
+"""fit / evaluate / checkpoints on small in-memory data: seeded reruns, exact resume."""
+
+import torch
+
+import vitlearn
+from vitlearn import ImageDataset
+from vitlearn.training import warmup_cosine
+
+
+def synthetic(n=256, seed=0):
+    """A learnable toy set: the class decides where a bright square sits."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 10, (n,), generator=g)
+    images = torch.randint(0, 40, (n, 28, 28), generator=g, dtype=torch.uint8)
+    for i, y in enumerate(labels.tolist()):
+        r, c = divmod(y, 5)
+        images[i, 4 + 10 * r:12 + 10 * r, 1 + 5 * c:6 + 5 * c] = 255
+    return ImageDataset(images, labels, tuple(str(i) for i in range(10)), 0.13, 0.31, "mnist")
+
+
+def small_model():
+    torch.manual_seed(0)
+    return vitlearn.ViT(embed_dim=32, depth=2, num_heads=2)
+
+
+KW = dict(epochs=3, batch_size=32, lr=3e-3, progress=False, seed=3, max_shift=2)
+
+
+def test_fit_learns_and_records_history():
+    train, test = synthetic(512), synthetic(128, seed=1)
+    history = vitlearn.fit(small_model(), train, test, epochs=4, batch_size=32, lr=1e-2,
+                           max_shift=0, label_smoothing=0.0, progress=False)
+    assert history.epoch == [1, 2, 3, 4]
+    assert len(history.train_loss) == len(history.test_acc) == len(history.seconds) == 4
+    assert history.train_loss[-1] < history.train_loss[0]
+    assert history.final_test_acc > 0.9
+    assert "test acc" in str(history)
+
+
+def test_seeded_runs_are_bit_identical_and_seeds_matter():
+    train, test = synthetic(), synthetic(64, seed=1)
+    a, b, c = small_model(), small_model(), small_model()
+    ha = vitlearn.fit(a, train, test, **KW)
+    hb = vitlearn.fit(b, train, test, **KW)
+    vitlearn.fit(c, train, test, **{**KW, "seed": 4})
+    assert ha.train_loss == hb.train_loss
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        assert torch.equal(pa, pb), name
+    assert not all(torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters()))
+
+
+def test_resumed_run_ends_where_the_uninterrupted_run_ends(tmp_path):
+    train, test = synthetic(), synthetic(64, seed=1)
+    full = small_model()
+    h_full = vitlearn.fit(full, train, test, checkpoint=tmp_path / "run-{epoch}.pt", **KW)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run-1.pt", "run-2.pt", "run-3.pt"]
+    resumed = small_model()
+    h_res = vitlearn.fit(resumed, train, test, resume=tmp_path / "run-1.pt", **KW)
+    assert h_res.epoch == [1, 2, 3] and h_res.train_loss == h_full.train_loss
+    for (name, pa), pb in zip(full.named_parameters(), resumed.parameters()):
+        assert torch.equal(pa, pb), name
+
+
+def test_resume_refuses_different_settings(tmp_path):
+    train, test = synthetic(64), synthetic(32, seed=1)
+    vitlearn.fit(small_model(), train, test, checkpoint=tmp_path / "c.pt", **{**KW, "epochs": 1})
+    try:
+        vitlearn.fit(small_model(), train, test, resume=tmp_path / "c.pt", **{**KW, "lr": 1e-3})
+    except ValueError as err:
+        assert "lr" in str(err) and "same arguments" in str(err)
+    else:
+        raise AssertionError("resume with another lr should fail")
+
+
+def test_checkpoint_round_trip_is_exact(tmp_path):
+    model = vitlearn.ViT(pool="mean", pos_embed="sincos", depth=2).eval()
+    path = vitlearn.save(model, tmp_path / "m.pt")
+    loaded = vitlearn.load(path)
+    assert loaded.config == model.config
+    x = torch.randn(3, 1, 28, 28)
+    assert torch.equal(loaded(x), model(x))
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_evaluate_counts_correct_predictions():
+    data = synthetic(100)
+    model = small_model()
+    result = vitlearn.evaluate(model, data, batch_size=7)
+    assert len(result.predictions) == 100
+    expected = (model(vitlearn.data.normalize(data.images, data.mean, data.std)).argmax(-1)
+                == data.labels).float().mean().item()
+    assert abs(result.accuracy - expected) < 1e-6
+
+
+def test_warmup_cosine_shape():
+    f = [warmup_cosine(s, 100, 10) for s in range(100)]
+    assert f[0] == 0.1 and f[9] == 1.0
+    assert all(a >= b for a, b in zip(f[9:], f[10:]))
+    assert f[-1] < 0.01
+
+
+def test_random_shift_moves_content_and_keeps_background():
+    from vitlearn.data import random_shift
+
+    x = torch.full((64, 1, 28, 28), -0.4)
+    x[:, :, 10:18, 10:18] = 2.0
+    g = torch.Generator().manual_seed(0)
+    y = random_shift(x, 2, g)
+    assert y.shape == x.shape
+    assert torch.equal(y.sum(dim=(1, 2, 3)), x.sum(dim=(1, 2, 3)))  # the square never leaves
+    assert not torch.equal(y, x)
+    assert torch.equal(random_shift(x, 0), x)
+
+
+def test_mnist_loads_with_the_known_statistics(mnist):
+    train, test = mnist
+    assert train.images.shape == (60000, 28, 28) and train.images.dtype == torch.uint8
+    assert len(test) == 10000 and train.classes[3] == "3"
+    x = train.images.float() / 255
+    assert abs(x.mean().item() - 0.1307) < 1e-3 and abs(x.std().item() - 0.3081) < 1e-3
