@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -127,14 +128,16 @@ def fit(model: nn.Module, train: ImageDataset | None = None, test: ImageDataset 
         min_lr_factor: float = 0.01, label_smoothing: float = 0.1, clip_grad: float | None = 1.0,
         max_shift: int = 2, seed: int = 0, progress: bool = True, device=None,
         checkpoint: str | os.PathLike | None = None, resume: str | os.PathLike | None = None,
-        ) -> History:
+        lr_schedule: Callable[[int, int, int], float] | None = None) -> History:
     """Train ``model`` on ``train`` (default: the full training set of ``dataset``) and
     evaluate on ``test`` (default: its test set) after every epoch.
 
     ``checkpoint``: path written after every epoch (``"run-{epoch}.pt"`` keeps one per epoch).
     ``resume``: a checkpoint of this same run to continue from; the result equals the
-    uninterrupted run. Under ``torchrun`` the model is wrapped in DistributedDataParallel and
-    each rank trains on its own shard of every batch (``batch_size`` is the global batch).
+    uninterrupted run. ``lr_schedule(step, total_steps, warmup_steps) -> factor`` replaces
+    the warm-up + cosine schedule (a learner's own, say). Under ``torchrun`` the model is
+    wrapped in DistributedDataParallel and each rank trains on its own shard of every batch
+    (``batch_size`` is the global batch).
     """
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise ValueError(f"need epochs >= 1, batch_size >= 1 and lr > 0; got epochs={epochs}, "
@@ -165,8 +168,10 @@ def fit(model: nn.Module, train: ImageDataset | None = None, test: ImageDataset 
     if steps_per_epoch < 1:
         raise ValueError(f"batch_size={batch_size} is larger than the {len(train)} training images")
     total, warmup = epochs * steps_per_epoch, max(1, round(warmup_epochs * steps_per_epoch))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: warmup_cosine(s, total, warmup, min_lr_factor))
+    if lr_schedule is None:
+        def lr_schedule(step, total_steps, warmup_steps):
+            return warmup_cosine(step, total_steps, warmup_steps, min_lr_factor)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_schedule(s, total, warmup))
 
     history, start_epoch = History(), 1
     if resume is not None:
