@@ -4,6 +4,7 @@ sent you cannot run their code."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import zipfile
@@ -27,6 +28,16 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)  # DistributedDataParallel keeps the model in .module
 
 
+def _digest(state_dict: dict[str, torch.Tensor]) -> str:
+    """sha256 over the weights: the zip container checks no CRCs on read, so a flipped byte
+    inside a tensor would otherwise load silently as a different model."""
+    h = hashlib.sha256()
+    for name, tensor in state_dict.items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def save(model: nn.Module, path: str | os.PathLike, *, optimizer=None, scheduler=None,
          epoch: int | None = None, history: dict | None = None, train_config: dict | None = None,
          dataset: dict | None = None) -> Path:
@@ -40,6 +51,7 @@ def save(model: nn.Module, path: str | os.PathLike, *, optimizer=None, scheduler
         "config": dict(model.config),
         "custom_layers": dict(getattr(model, "custom_layers", {})),
         "model": model.state_dict(),
+        "sha256": _digest(model.state_dict()),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "epoch": epoch, "history": history, "train_config": train_config, "dataset": dataset,
@@ -70,6 +82,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is a PyTorch file but not a vitlearn checkpoint (no "
                               f"'format': {FORMAT!r} entry); save models with vitlearn.save()")
+    if "sha256" in state and _digest(state.get("model", {})) != state["sha256"]:
+        raise CheckpointError(f"{path} is not a readable vitlearn checkpoint: its weights do not "
+                              f"match their stored checksum (the file is corrupt); retrain or "
+                              f"restore it from a good copy")
     if state.get("version", 0) > VERSION:
         raise CheckpointError(f"{path} was written by a newer vitlearn (checkpoint version "
                               f"{state['version']}); upgrade vitlearn to load it")
