@@ -1,0 +1,530 @@
+"""Figures for the notebooks: digits, patches, embeddings, attention, training results.
+
+Every function builds its figure with pyplot, closes it in pyplot's registry and returns the
+:class:`matplotlib.figure.Figure`. Closing keeps Jupyter's inline backend from showing it a
+second time at the end of the cell (it is shown once, as the cell's value) and keeps
+figures made in loops or widgets from piling up. So in a notebook, end the cell with the
+call (no ``;``), or ``display(fig)``; in a script, ``fig.savefig(...)``.
+
+Attention always comes from ``model.attention_maps(images)`` ([B, depth, heads, T, T]), so
+the figures work for any :class:`vitlearn.ViT`, including one built with a learner's own
+``attn_layer``, with a [CLS] token (T = 1+N) or with ``pool='mean'`` (T = N).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from .data import ImageDataset, normalize
+from .patches import patchify
+from .training import Evaluation, History, evaluate
+
+__all__ = ["show_digits", "plot_patch_grid", "plot_patch_sequence", "plot_embedding_filters",
+           "plot_position_similarity", "attention_rollout", "plot_attention_maps",
+           "plot_attention_rollout", "plot_training_curves", "plot_confusion_matrix",
+           "plot_mistakes", "MNIST_MEAN", "MNIST_STD"]
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+ATTENTION_CMAP = "inferno"
+
+
+# ---------------------------------------------------------------------------- helpers
+
+def _new_figure(nrows: int, ncols: int, *, cell: float = 1.4, **kwargs) -> tuple[Figure, np.ndarray]:
+    fig, axes = plt.subplots(nrows, ncols, figsize=(max(2.0, cell * ncols), max(2.0, cell * nrows)),
+                             squeeze=False, **kwargs)
+    return fig, axes
+
+
+def _finish(fig: Figure) -> Figure:
+    # Out of pyplot's registry: no second copy at the end of a notebook cell, no leak.
+    plt.close(fig)
+    return fig
+
+
+def _digit(image) -> np.ndarray:
+    """One image (uint8 or float; [H, W], [1, H, W] or [1, 1, H, W]) -> float array [H, W]."""
+    x = torch.as_tensor(image)
+    while x.ndim > 2 and x.shape[0] == 1:
+        x = x[0]
+    if x.ndim != 2:
+        raise ValueError(f"expected one greyscale image [28, 28] or [1, 28, 28], got shape "
+                         f"{tuple(torch.as_tensor(image).shape)}; pick one image, e.g. dataset.images[0]")
+    return x.detach().float().cpu().numpy()
+
+
+def _check_patch_size(size: int, patch_size: int) -> None:
+    if patch_size < 1 or size % patch_size:
+        divisors = [p for p in range(1, size + 1) if size % p == 0]
+        raise ValueError(f"patch_size={patch_size} does not divide the image size {size}; "
+                         f"choose one of {divisors}")
+
+
+def _model_input(images, mean: float, std: float) -> torch.Tensor:
+    """uint8 images are normalised like the training data; float images are used as given.
+
+    Returns [B, 1, H, W]. Accepts one image ([H, W], [1, H, W]) or a batch ([B, H, W], [B, 1, H, W]).
+    """
+    if isinstance(images, ImageDataset):
+        return normalize(images.images, images.mean, images.std)
+    x = torch.as_tensor(images)
+    if x.dtype == torch.uint8:
+        x = normalize(x, mean, std)
+    else:
+        x = x.float()
+    if x.ndim == 2:
+        x = x[None, None]
+    elif x.ndim == 3:
+        x = x[:, None]  # [B, H, W] (or one image [1, H, W]) -> [B, 1, H, W]
+    if x.ndim != 4:
+        raise ValueError(f"expected images [B, 1, H, W] (or one image [H, W]), got shape {tuple(x.shape)}")
+    return x
+
+
+def _model_device(model) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def _prefix_and_grid(model, num_tokens: int) -> tuple[int, int]:
+    """(number of prefix tokens such as [CLS], patch-grid side) for a sequence of T tokens."""
+    n = model.num_patches
+    grid = math.isqrt(n)
+    if grid * grid != n or num_tokens < n:
+        raise ValueError(f"cannot map {num_tokens} attention tokens onto a square grid of {n} patches")
+    return num_tokens - n, grid
+
+
+def _attention(model, images, mean: float, std: float) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """(model input [B, 1, H, W], attention [B, depth, heads, T, T] on the CPU, prefix, grid)."""
+    x = _model_input(images, mean, std)
+    maps = model.attention_maps(x.to(_model_device(model)))
+    if not isinstance(maps, torch.Tensor) or maps.ndim != 5:
+        raise ValueError("model.attention_maps(images) must return [B, depth, heads, T, T]; check that "
+                         "the attention layer returns (output, weights [B, heads, T, T]) when "
+                         "called with need_weights=True")
+    prefix, grid = _prefix_and_grid(model, maps.shape[-1])
+    return x.cpu(), maps.detach().float().cpu(), prefix, grid
+
+
+def _patch_scores(maps: torch.Tensor, prefix: int) -> torch.Tensor:
+    """What each patch gets: the [CLS] query's attention, or (no [CLS]) the mean over queries.
+
+    maps [..., T, T] -> [..., N].
+    """
+    if prefix:
+        return maps[..., 0, prefix:]
+    return maps.mean(dim=-2)
+
+
+def _overlay(ax, image: np.ndarray, scores: np.ndarray, *, alpha: float = 0.6) -> None:
+    """The digit in grey with a [g, g] score map stretched over it (nearest: one block per patch)."""
+    h, w = image.shape
+    ax.imshow(image, cmap="gray", extent=(0, w, h, 0))
+    ax.imshow(scores, cmap=ATTENTION_CMAP, alpha=alpha, extent=(0, w, h, 0), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _plain(ax) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _blank_unused(axes: np.ndarray, used: int) -> None:
+    for ax in axes.flat[used:]:
+        ax.set_visible(False)
+
+
+# ---------------------------------------------------------------------------- data and patches
+
+def show_digits(dataset: ImageDataset, n: int = 16, *, title: str | None = None) -> Figure:
+    """The first ``n`` images of ``dataset`` with their class names, to see what the model sees."""
+    if not isinstance(dataset, ImageDataset):
+        raise ValueError(f"expected a vitlearn.ImageDataset, got {type(dataset).__name__}; "
+                         f"load one with vitlearn.load_dataset('mnist')")
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    n = min(n, len(dataset))
+    cols = min(n, 8)
+    rows = math.ceil(n / cols)
+    fig, axes = _new_figure(rows, cols, cell=1.3)
+    for i, ax in enumerate(axes.flat[:n]):
+        ax.imshow(dataset.images[i].numpy(), cmap="gray")
+        ax.set_title(dataset.classes[int(dataset.labels[i])], fontsize=9)
+        _plain(ax)
+    _blank_unused(axes, n)
+    fig.suptitle(title or f"{n} {dataset.name} images and their labels")
+    fig.tight_layout()
+    return _finish(fig)
+
+
+def plot_patch_grid(image, patch_size: int) -> Figure:
+    """One digit with the patch borders drawn on it and each patch's index in the sequence."""
+    img = _digit(image)
+    h, w = img.shape
+    _check_patch_size(h, patch_size)
+    _check_patch_size(w, patch_size)
+    gh, gw = h // patch_size, w // patch_size
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    ax.imshow(img, cmap="gray", extent=(0, w, h, 0))
+    for k in range(1, gw):
+        ax.axvline(k * patch_size, color="tab:orange", lw=1)
+    for k in range(1, gh):
+        ax.axhline(k * patch_size, color="tab:orange", lw=1)
+    if gh * gw <= 64:  # numbers on a finer grid are unreadable
+        for r in range(gh):
+            for c in range(gw):
+                ax.text((c + 0.5) * patch_size, (r + 0.5) * patch_size, str(r * gw + c),
+                        ha="center", va="center", color="tab:orange",
+                        fontsize=max(6, 16 - gw), fontweight="bold")
+    ax.set_xlim(0, w)
+    ax.set_ylim(h, 0)
+    _plain(ax)
+    ax.set_title(f"patch size {patch_size}: {gh}x{gw} grid = {gh * gw} patches", fontsize=10)
+    fig.tight_layout()
+    return _finish(fig)
+
+
+def _patch_strip(patches: np.ndarray, patch_size: int, per_row: int) -> np.ndarray:
+    """Patches [N, P, P] laid out like text, ``per_row`` to a line, with a 1-pixel NaN gap."""
+    n, p = len(patches), patch_size
+    lines = math.ceil(n / per_row)
+    canvas = np.full((lines * (p + 1) - 1, per_row * (p + 1) - 1), np.nan)
+    for i, patch in enumerate(patches):
+        r, c = divmod(i, per_row)
+        canvas[r * (p + 1):r * (p + 1) + p, c * (p + 1):c * (p + 1) + p] = patch
+    return canvas
+
+
+def plot_patch_sequence(image, patch_size: int) -> Figure:
+    """What the Transformer receives: the patches in row-major order (top) and, flattened, the
+    [N, P*P] matrix whose rows are the tokens (bottom)."""
+    img = _digit(image)
+    _check_patch_size(img.shape[0], patch_size)
+    _check_patch_size(img.shape[1], patch_size)
+    seq = patchify(torch.from_numpy(img)[None, None], patch_size)[0].numpy()  # [N, P*P]
+    n, p = seq.shape[0], patch_size
+    grid = img.shape[1] // p
+    per_row = n if n <= 16 else 2 * grid
+    strip = _patch_strip(seq.reshape(n, p, p), p, per_row)
+    cmap = plt.get_cmap("gray").with_extremes(bad="white")
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 6.5), height_ratios=[1, 1.3])
+    top.imshow(strip, cmap=cmap, vmin=np.nanmin(seq), vmax=np.nanmax(seq), interpolation="nearest")
+    if n == per_row:  # one line: room to number the patches above it
+        for i in range(n):
+            top.text(i * (p + 1) + (p - 1) / 2, -0.7, str(i), ha="center", va="bottom",
+                     fontsize=8, color="tab:orange")
+        top.set_ylim(p - 0.5, -0.5 - 0.5 * p)
+    _plain(top)
+    top.set_axis_off()
+    top.set_title(f"the sequence: {n} patches of {p}x{p} pixels, in reading order", fontsize=10)
+
+    bottom.imshow(seq, cmap="gray", aspect="auto", interpolation="nearest")
+    bottom.xaxis.get_major_locator().set_params(integer=True)
+    bottom.yaxis.get_major_locator().set_params(integer=True)
+    bottom.set_xlabel(f"pixel within the patch ({p}*{p} = {p * p})")
+    bottom.set_ylabel(f"patch (token) 0..{n - 1}")
+    bottom.set_title(f"patchify: [1, {img.shape[0]}, {img.shape[1]}] -> [{n}, {p * p}]", fontsize=10)
+    fig.tight_layout()
+    return _finish(fig)
+
+
+# ---------------------------------------------------------------------------- embeddings
+
+def _pca_rows(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Principal components of the rows of weight [D, K]: (components [k, K], explained ratio [k])."""
+    centred = weight - weight.mean(axis=0, keepdims=True)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    var = s ** 2
+    return vt, var / max(var.sum(), 1e-12)
+
+
+def plot_embedding_filters(model, n: int | None = None, *, pca: bool = False) -> Figure:
+    """The patch-embedding projection ``model.patch_embed.proj.weight`` [D, P*P*C]: each row is
+    the pixel pattern that one embedding dimension responds to, drawn as a PxP image.
+
+    ``pca=True`` draws the rows' principal components instead (as in figure 7 of the ViT
+    paper), which summarise all D filters in a few patterns.
+    """
+    proj = getattr(getattr(model, "patch_embed", None), "proj", None)
+    weight = getattr(proj, "weight", None)
+    if not isinstance(weight, torch.Tensor) or weight.ndim != 2:
+        raise ValueError("plot_embedding_filters needs model.patch_embed.proj.weight [D, P*P*C] "
+                         "(a Linear patch embedding); this model's patch_embed has no such layer")
+    p, c = model.patch_size, getattr(model, "in_chans", 1)
+    if weight.shape[1] != p * p * c:
+        raise ValueError(f"proj.weight has {weight.shape[1]} inputs, expected P*P*C = {p * p * c}")
+    # rows are ordered (p1 p2 c) like patchify; average the channels to draw one PxP image
+    w = weight.detach().float().cpu().numpy().reshape(-1, p, p, c).mean(axis=-1).reshape(-1, p * p)
+    if pca:
+        w, ratio = _pca_rows(w)
+        what = "principal components of the patch-embedding filters"
+    else:
+        what = "patch-embedding filters (rows of proj.weight)"
+    n = len(w) if n is None else min(n, len(w))
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    cols = min(n, 8)
+    rows = math.ceil(n / cols)
+    fig, axes = _new_figure(rows, cols, cell=1.1)
+    for i, ax in enumerate(axes.flat[:n]):
+        lim = float(np.abs(w[i]).max()) or 1.0
+        ax.imshow(w[i].reshape(p, p), cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+        ax.set_title(f"{i}" + (f" ({ratio[i]:.0%})" if pca else ""), fontsize=8)
+        _plain(ax)
+    _blank_unused(axes, n)
+    fig.suptitle(f"{what}, {p}x{p}", fontsize=10)
+    fig.tight_layout()
+    return _finish(fig)
+
+
+def plot_position_similarity(model) -> Figure:
+    """Cosine similarity of each patch's position embedding with every other one (ViT paper,
+    figure 7): tile (r, c) shows how alike position (r, c) is to every position in the grid.
+    A trained model rediscovers the 2-D layout: each tile is brightest near its own place."""
+    pos_embed = getattr(model, "pos_embed", None)
+    if pos_embed is None:
+        raise ValueError("this model has no position embedding (pos_embed='none'); build it with "
+                         "pos_embed='learned' or 'sincos' to plot position similarities")
+    pos = getattr(pos_embed, "pos", None)
+    if not isinstance(pos, torch.Tensor) or pos.ndim != 3:
+        raise ValueError("plot_position_similarity needs model.pos_embed.pos [1, prefix+N, D]; "
+                         f"{type(pos_embed).__name__} has no such tensor")
+    prefix, grid = _prefix_and_grid(model, pos.shape[1])
+    patches = torch.nn.functional.normalize(pos[0, prefix:].detach().float().cpu(), dim=-1)  # [N, D]
+    sim = (patches @ patches.T).numpy()                                                       # [N, N]
+
+    # One canvas of grid x grid tiles (each grid x grid) with 1-cell NaN gaps: fast for any grid.
+    step = grid + 1
+    canvas = np.full((grid * step - 1, grid * step - 1), np.nan)
+    for i in range(grid * grid):
+        r, c = divmod(i, grid)
+        canvas[r * step:r * step + grid, c * step:c * step + grid] = sim[i].reshape(grid, grid)
+    size = min(9.0, 2.5 + 0.45 * grid)
+    fig, ax = plt.subplots(figsize=(size + 0.9, size))
+    im = ax.imshow(canvas, cmap=plt.get_cmap("viridis").with_extremes(bad="white"), vmin=-1, vmax=1,
+                   interpolation="nearest")
+    centres = [k * step + (grid - 1) / 2 for k in range(grid)]
+    ax.set_xticks(centres, [str(k) for k in range(grid)])
+    ax.set_yticks(centres, [str(k) for k in range(grid)])
+    ax.set_xlabel("input patch column")
+    ax.set_ylabel("input patch row")
+    for side in ax.spines.values():
+        side.set_visible(False)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, label="cosine similarity")
+    ax.set_title("position embedding similarity", fontsize=11)
+    fig.tight_layout()
+    return _finish(fig)
+
+
+# ---------------------------------------------------------------------------- attention
+
+@torch.no_grad()
+def attention_rollout(model, images, *, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> torch.Tensor:
+    """Attention rollout (Abnar & Zuidema, 2020): how much each patch flows into the output
+    through all layers, not just the last one -> [B, N].
+
+    Per layer: average the heads and add the identity (the residual connection carries each
+    token on unchanged), renormalise the rows, then multiply the layers together. The result
+    is the [CLS] row over the patch tokens; without [CLS] (pool='mean') the mean over rows,
+    since the mean of all tokens is what gets classified. uint8 images are normalised with
+    ``mean``/``std`` first; float images are passed to the model as they are.
+    """
+    _, maps, prefix, _ = _attention(model, images, mean, std)
+    a = maps.mean(dim=2)                                   # [B, depth, T, T]
+    eye = torch.eye(a.shape[-1])
+    a = a + eye
+    a = a / a.sum(dim=-1, keepdim=True)
+    rollout = eye.expand(a.shape[0], -1, -1)
+    for layer in range(a.shape[1]):
+        rollout = a[:, layer] @ rollout                    # [B, T, T]
+    if prefix:
+        return rollout[:, 0, prefix:]                      # [B, N]
+    return rollout.mean(dim=1)
+
+
+def _pick(index: int | None, size: int, what: str) -> list[int]:
+    if index is None:
+        return list(range(size))
+    if not -size <= index < size:
+        raise ValueError(f"{what}={index} is out of range: this model has {size} {what}s, "
+                         f"use 0..{size - 1} (or None for all)")
+    return [index % size]
+
+
+def plot_attention_maps(model, image, *, layer: int | None = None, head: int | None = None,
+                        mean: float = MNIST_MEAN, std: float = MNIST_STD) -> Figure:
+    """Where the model looks: the [CLS] token's attention over the patches, drawn on the digit,
+    one tile per layer (rows) and head (columns); ``layer``/``head`` pick one (0-based).
+
+    With pool='mean' there is no [CLS] token, so each tile shows the attention every patch
+    receives, averaged over all queries. uint8 images are normalised with ``mean``/``std``.
+    """
+    x, maps, prefix, grid = _attention(model, image, mean, std)
+    if x.shape[0] != 1:
+        raise ValueError(f"plot_attention_maps draws one image, got a batch of {x.shape[0]}; "
+                         f"pass images[i]")
+    depth, heads = maps.shape[1], maps.shape[2]
+    layers, chosen_heads = _pick(layer, depth, "layer"), _pick(head, heads, "head")
+    scores = _patch_scores(maps[0], prefix)                # [depth, heads, N]
+    img = x[0, 0].numpy()
+    fig, axes = _new_figure(len(layers), len(chosen_heads), cell=1.9 if len(chosen_heads) > 1 else 3.5)
+    for r, li in enumerate(layers):
+        for c, hi in enumerate(chosen_heads):
+            _overlay(axes[r, c], img, scores[li, hi].reshape(grid, grid).numpy())
+            axes[r, c].set_title(f"layer {li}, head {hi}", fontsize=9)
+    who = ("[CLS] attention over the patches" if prefix
+           else "attention each patch receives\n(mean over queries: no [CLS] with pool='mean')")
+    fig.suptitle(who, fontsize=10)
+    fig.tight_layout()
+    return _finish(fig)
+
+
+def plot_attention_rollout(model, images, labels=None, *, mean: float = MNIST_MEAN,
+                           std: float = MNIST_STD) -> Figure:
+    """Digits (top row) and their attention rollout (bottom row), titled with the label (when
+    given) and the model's prediction. ``images`` may be a (small) ImageDataset."""
+    if isinstance(images, ImageDataset):
+        labels = images.labels if labels is None else labels
+    x = _model_input(images, mean, std)
+    if x.shape[0] > 32:
+        raise ValueError(f"got {x.shape[0]} images; plot at most 32 at a time, e.g. images[:8]")
+    rollout = attention_rollout(model, x)                                  # [B, N]
+    grid = math.isqrt(rollout.shape[1])
+    with torch.no_grad():
+        was_training = model.training
+        model.eval()
+        try:
+            preds = model(x.to(_model_device(model))).argmax(dim=-1).cpu()
+        finally:
+            model.train(was_training)
+    b = x.shape[0]
+    fig, axes = _new_figure(2, b, cell=1.6)
+    for i in range(b):
+        img = x[i, 0].numpy()
+        axes[0, i].imshow(img, cmap="gray")
+        _plain(axes[0, i])
+        title = f"pred {int(preds[i])}"
+        if labels is not None:
+            title = f"label {int(labels[i])}\n{title}"
+        axes[0, i].set_title(title, fontsize=9)
+        _overlay(axes[1, i], img, rollout[i].reshape(grid, grid).numpy(), alpha=0.7)
+    axes[0, 0].set_ylabel("digit")
+    axes[1, 0].set_ylabel("rollout")
+    fig.suptitle("attention rollout: what reaches the classifier through all layers", fontsize=10)
+    fig.tight_layout()
+    return _finish(fig)
+
+
+# ---------------------------------------------------------------------------- training results
+
+def plot_training_curves(history: History | dict) -> Figure:
+    """Loss (left) and train/test accuracy (right) per epoch, from ``fit``'s History (or its
+    ``to_dict()``, as stored in checkpoints)."""
+    h = history.to_dict() if isinstance(history, History) else dict(history)
+    missing = [k for k in ("epoch", "train_loss", "train_acc", "test_acc") if k not in h]
+    if missing:
+        raise ValueError(f"history lacks {missing}; pass the History returned by vitlearn.fit")
+    if not h["epoch"]:
+        raise ValueError("the history is empty: train for at least one epoch first")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    left.plot(h["epoch"], h["train_loss"], "o-", label="train loss")
+    left.set_xlabel("epoch")
+    left.set_ylabel("cross-entropy")
+    left.set_title("training loss", fontsize=10)
+    right.plot(h["epoch"], [100 * a for a in h["train_acc"]], "o-", label="train")
+    right.plot(h["epoch"], [100 * a for a in h["test_acc"]], "s-", label="test")
+    right.set_xlabel("epoch")
+    right.set_ylabel("accuracy (%)")
+    right.set_title(f"accuracy (final test {100 * h['test_acc'][-1]:.2f}%)", fontsize=10)
+    right.legend()
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout()
+    return _finish(fig)
+
+
+def _evaluation(model, data: ImageDataset | None, evaluation: Evaluation | None) -> Evaluation:
+    if isinstance(model, Evaluation):
+        evaluation = model
+    if evaluation is not None:
+        return evaluation
+    if model is None or data is None:
+        raise ValueError("pass a model and the data to evaluate it on, or evaluation=vitlearn.evaluate("
+                         "model, data) to reuse an evaluation you already have")
+    return evaluate(model, data)
+
+
+def plot_confusion_matrix(model=None, data: ImageDataset | None = None, *,
+                          evaluation: Evaluation | None = None,
+                          classes: Sequence[str] | None = None) -> Figure:
+    """Counts of (true class, predicted class): the off-diagonal cells are the confusions.
+
+    Pass ``evaluation=`` (a :class:`vitlearn.Evaluation`) to skip a second pass over the data.
+    """
+    ev = _evaluation(model, data, evaluation)
+    if classes is None:
+        classes = data.classes if data is not None else None
+    k = len(classes) if classes is not None else int(max(ev.labels.max(), ev.predictions.max())) + 1
+    classes = list(classes) if classes is not None else [str(i) for i in range(k)]
+    counts = torch.zeros(k, k, dtype=torch.long)
+    counts.index_put_((ev.labels.long(), ev.predictions.long()), torch.ones(len(ev.labels), dtype=torch.long),
+                      accumulate=True)
+    fig, ax = plt.subplots(figsize=(0.45 * k + 2.0, 0.45 * k + 1.5))
+    ax.imshow(np.log1p(counts.numpy()), cmap="Blues")
+    top = counts.max().item()
+    for t in range(k):
+        for p in range(k):
+            v = counts[t, p].item()
+            if v:
+                ax.text(p, t, str(v), ha="center", va="center", fontsize=7,
+                        color="white" if math.log1p(v) > 0.6 * math.log1p(top) else "black")
+    ax.set_xticks(range(k), classes, rotation=90 if max(map(len, classes)) > 2 else 0)
+    ax.set_yticks(range(k), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"confusion matrix: {ev.accuracy:.2%} correct of {len(ev.labels)}", fontsize=10)
+    fig.tight_layout()
+    return _finish(fig)
+
+
+def plot_mistakes(model=None, data: ImageDataset | None = None, n: int = 16, *,
+                  evaluation: Evaluation | None = None) -> Figure:
+    """The first ``n`` misclassified images, titled "true / predicted". ``data`` is needed for
+    the pictures; pass ``evaluation=`` to reuse an evaluation of that same data."""
+    if data is None:
+        raise ValueError("plot_mistakes needs data= (the ImageDataset that was evaluated) to draw the images")
+    ev = _evaluation(model, data, evaluation)
+    if len(ev.labels) != len(data):
+        raise ValueError(f"the evaluation covers {len(ev.labels)} images but data has {len(data)}; "
+                         f"pass the data that was evaluated")
+    wrong = (ev.predictions != ev.labels).nonzero().flatten()[:n].tolist()
+    if not wrong:
+        fig, ax = plt.subplots(figsize=(4, 1.5))
+        ax.text(0.5, 0.5, f"no mistakes on these {len(data)} images", ha="center", va="center")
+        ax.set_axis_off()
+        return _finish(fig)
+    cols = min(len(wrong), 8)
+    rows = math.ceil(len(wrong) / cols)
+    fig, axes = _new_figure(rows, cols, cell=1.35)
+    for ax, i in zip(axes.flat, wrong):
+        ax.imshow(data.images[i].numpy(), cmap="gray")
+        t, p = data.classes[int(ev.labels[i])], data.classes[int(ev.predictions[i])]
+        ax.set_title(f"{t} / {p}", fontsize=9, color="tab:red")
+        _plain(ax)
+    _blank_unused(axes, len(wrong))
+    total = int((ev.predictions != ev.labels).sum())
+    fig.suptitle(f"mistakes (true / predicted): {len(wrong)} of {total}", fontsize=10)
+    fig.tight_layout()
+    return _finish(fig)
