@@ -1,0 +1,292 @@
+"""vitlearn.viz: every figure renders, on tiny untrained models and synthetic digits (no data files)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from torch import nn  # noqa: E402
+
+import vitlearn  # noqa: E402
+from vitlearn import viz  # noqa: E402
+
+CLASSES = tuple(str(i) for i in range(10))
+
+
+@pytest.fixture(scope="module")
+def data():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (40, 28, 28), dtype=torch.uint8, generator=g)
+    return vitlearn.ImageDataset(images, torch.arange(40) % 10, classes=CLASSES, mean=0.1307, std=0.3081)
+
+
+def tiny(**kwargs) -> vitlearn.ViT:
+    torch.manual_seed(0)
+    return vitlearn.ViT(**{**dict(embed_dim=16, depth=2, num_heads=2, mlp_ratio=1.0), **kwargs})
+
+
+class LearnerAttention(nn.Module):
+    """A learner's own attention: separate q/k/v layers, written from scratch."""
+
+    def __init__(self, *, embed_dim, num_heads):
+        super().__init__()
+        self.h = num_heads
+        self.q, self.k, self.v = (nn.Linear(embed_dim, embed_dim) for _ in range(3))
+        self.out = nn.Linear(embed_dim, embed_dim)
+
+    def forward(self, x, need_weights=False):
+        b, n, d = x.shape
+        split = lambda t: t.view(b, n, self.h, d // self.h).transpose(1, 2)  # [B, h, N, d/h]
+        q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
+        w = (q @ k.transpose(-2, -1) / (d // self.h) ** 0.5).softmax(-1)
+        y = self.out((w @ v).transpose(1, 2).reshape(b, n, d))
+        return (y, w) if need_weights else y
+
+
+MODELS = {
+    "cls": lambda: tiny(),
+    "mean": lambda: tiny(pool="mean", patch_size=4),
+    "custom_attention": lambda: tiny(attn_layer=LearnerAttention),
+    "sincos": lambda: tiny(pos_embed="sincos", patch_size=14),
+}
+
+
+@pytest.fixture(autouse=True)
+def no_open_figures():
+    """Every viz function hands its figure back closed: nothing piles up in pyplot."""
+    plt.close("all")
+    yield
+    assert plt.get_fignums() == []
+
+
+def images_in(ax):
+    return [im.get_array().shape for im in ax.get_images()]
+
+
+def visible_axes(fig: Figure):
+    return [ax for ax in fig.axes if ax.get_visible()]
+
+
+def test_show_digits(data):
+    fig = viz.show_digits(data, n=10, title="ten digits")
+    assert isinstance(fig, Figure)
+    axes = visible_axes(fig)
+    assert len(axes) == 10
+    assert images_in(axes[0]) == [(28, 28)]
+    assert [ax.get_title() for ax in axes] == [str(int(y)) for y in data.labels[:10]]
+    assert fig._suptitle.get_text() == "ten digits"
+
+
+def test_show_digits_caps_n_at_the_dataset_size(data):
+    assert len(visible_axes(viz.show_digits(data[:3], n=16))) == 3
+
+
+@pytest.mark.parametrize("patch_size,patches", [(2, 196), (4, 49), (7, 16), (14, 4), (28, 1)])
+def test_plot_patch_grid(data, patch_size, patches):
+    fig = viz.plot_patch_grid(data.images[0], patch_size)
+    (ax,) = fig.axes
+    assert images_in(ax) == [(28, 28)]
+    assert f"{patches} patches" in ax.get_title()
+    grid = 28 // patch_size
+    assert len(ax.get_lines()) == 2 * (grid - 1)                  # the patch borders
+    numbers = [t.get_text() for t in ax.texts]
+    assert numbers == ([str(i) for i in range(patches)] if patches <= 64 else [])
+
+
+@pytest.mark.parametrize("image", [lambda d: d.images[0], lambda d: d.images[0].float()[None] / 255])
+def test_plot_patch_grid_accepts_uint8_and_float(data, image):
+    assert images_in(viz.plot_patch_grid(image(data), 7).axes[0]) == [(28, 28)]
+
+
+@pytest.mark.parametrize("patch_size", [1, 4, 7, 28])
+def test_plot_patch_sequence(data, patch_size):
+    fig = viz.plot_patch_sequence(data.images[0], patch_size)
+    top, bottom = fig.axes
+    n, pp = (28 // patch_size) ** 2, patch_size ** 2
+    assert images_in(bottom) == [(n, pp)]
+    assert f"[{n}, {pp}]" in bottom.get_title()
+    assert f"{n} patches" in top.get_title()
+    # the matrix rows are exactly vitlearn.patchify's tokens
+    expected = vitlearn.patchify(data.images[0].float()[None, None], patch_size)[0]
+    assert torch.equal(torch.as_tensor(bottom.get_images()[0].get_array()), expected)
+
+
+def test_patch_functions_reject_a_bad_patch_size(data):
+    with pytest.raises(ValueError, match="choose one of"):
+        viz.plot_patch_grid(data.images[0], 5)
+    with pytest.raises(ValueError, match="one greyscale image"):
+        viz.plot_patch_sequence(data.images[:2], 7)
+
+
+@pytest.mark.parametrize("pca", [False, True])
+def test_plot_embedding_filters(pca):
+    model = tiny()
+    fig = viz.plot_embedding_filters(model, n=12, pca=pca)
+    axes = visible_axes(fig)
+    assert len(axes) == 12
+    assert images_in(axes[0]) == [(7, 7)]
+    assert ("principal components" in fig._suptitle.get_text()) == pca
+    assert len(visible_axes(viz.plot_embedding_filters(model))) == 16  # all D rows by default
+
+
+@pytest.mark.parametrize("kind", ["cls", "mean", "sincos"])
+def test_plot_position_similarity(kind):
+    model = MODELS[kind]()
+    grid = 28 // model.patch_size
+    fig = viz.plot_position_similarity(model)
+    ax = fig.axes[0]
+    ((h, w),) = images_in(ax)
+    assert h == w == grid * (grid + 1) - 1                          # grid x grid tiles with gaps
+    # tile (r, c) is brightest at its own position: cosine similarity 1 with itself
+    canvas = ax.get_images()[0].get_array()
+    for i in range(grid * grid):
+        r, c = divmod(i, grid)
+        assert canvas[r * (grid + 1) + r, c * (grid + 1) + c] == pytest.approx(1.0, abs=1e-5)
+    assert "similarity" in ax.get_title()
+
+
+def test_plot_position_similarity_without_position_embedding():
+    with pytest.raises(ValueError, match="no position embedding"):
+        viz.plot_position_similarity(tiny(pos_embed="none"))
+
+
+@pytest.mark.parametrize("kind", list(MODELS))
+def test_attention_rollout(data, kind):
+    model = MODELS[kind]()
+    rollout = viz.attention_rollout(model, data.images[:5])
+    assert rollout.shape == (5, model.num_patches)
+    assert (rollout >= 0).all() and (rollout <= 1).all()
+    if model.pool == "mean":                                         # all tokens are patches
+        torch.testing.assert_close(rollout.sum(-1), torch.ones(5))
+    else:                                                            # the rest stays on [CLS]
+        assert (rollout.sum(-1) < 1).all()
+
+
+def test_attention_rollout_matches_the_definition(data):
+    model = tiny()
+    x = vitlearn.data.normalize(data.images[:2], 0.1307, 0.3081)
+    maps = model.attention_maps(x).mean(dim=2)                       # [B, depth, T, T]
+    eye = torch.eye(maps.shape[-1])
+    joint = eye
+    for layer in range(maps.shape[1]):
+        a = maps[:, layer] + eye
+        joint = (a / a.sum(-1, keepdim=True)) @ joint
+    torch.testing.assert_close(viz.attention_rollout(model, x), joint[:, 0, 1:])
+    torch.testing.assert_close(viz.attention_rollout(model, data.images[:2]), joint[:, 0, 1:])
+
+
+def test_attention_rollout_with_identity_attention_is_uniform(data):
+    """Attention that spreads evenly everywhere gives every patch the same share."""
+    model = tiny(pool="mean")
+    with torch.no_grad():
+        for block in model.encoder.blocks:
+            block.attn.qkv.weight.zero_()
+            block.attn.qkv.bias.zero_()
+    rollout = viz.attention_rollout(model, data.images[:1])
+    torch.testing.assert_close(rollout, torch.full_like(rollout, 1 / model.num_patches))
+
+
+@pytest.mark.parametrize("kind", list(MODELS))
+def test_plot_attention_maps_all_layers_and_heads(data, kind):
+    model = MODELS[kind]()
+    fig = viz.plot_attention_maps(model, data.images[0])
+    assert len(fig.axes) == 2 * 2                                    # depth x heads
+    grid = 28 // model.patch_size
+    assert images_in(fig.axes[0]) == [(28, 28), (grid, grid)]        # digit + attention overlay
+    assert fig.axes[3].get_title() == "layer 1, head 1"
+    assert ("[CLS]" in fig._suptitle.get_text().split("\n")[0]) == (model.pool == "cls")
+
+
+def test_plot_attention_maps_one_layer_and_head(data):
+    model = tiny()
+    fig = viz.plot_attention_maps(model, data.images[0], layer=1, head=0)
+    (ax,) = fig.axes
+    assert ax.get_title() == "layer 1, head 0"
+    cls_row = model.attention_maps(vitlearn.data.normalize(data.images[:1], 0.1307, 0.3081))[0, 1, 0, 0, 1:]
+    torch.testing.assert_close(torch.as_tensor(ax.get_images()[1].get_array()).flatten().float(), cls_row)
+    assert len(viz.plot_attention_maps(model, data.images[0], layer=-1).axes) == 2
+
+
+def test_plot_attention_maps_rejects_bad_choices(data):
+    with pytest.raises(ValueError, match="use 0..1"):
+        viz.plot_attention_maps(tiny(), data.images[0], layer=2)
+    with pytest.raises(ValueError, match="one image"):
+        viz.plot_attention_maps(tiny(), data.images[:2])
+
+
+@pytest.mark.parametrize("kind", ["cls", "mean", "custom_attention"])
+def test_plot_attention_rollout(data, kind):
+    model = MODELS[kind]()
+    fig = viz.plot_attention_rollout(model, data.images[:4], labels=data.labels[:4])
+    assert len(fig.axes) == 8
+    grid = 28 // model.patch_size
+    assert images_in(fig.axes[0]) == [(28, 28)]
+    assert images_in(fig.axes[4]) == [(28, 28), (grid, grid)]
+    assert fig.axes[1].get_title().startswith("label 1\npred ")
+    fig = viz.plot_attention_rollout(model, data[:3])                # a dataset brings its labels
+    assert len(fig.axes) == 6 and fig.axes[2].get_title().startswith("label 2")
+
+
+def test_plot_training_curves():
+    history = vitlearn.History(epoch=[1, 2, 3], train_loss=[1.2, 0.6, 0.4], train_acc=[0.6, 0.85, 0.9],
+                               test_acc=[0.8, 0.9, 0.95], lr=[1e-3, 5e-4, 1e-5], seconds=[10, 10, 10])
+    for h in (history, history.to_dict()):
+        fig = viz.plot_training_curves(h)
+        loss_ax, acc_ax = fig.axes
+        assert list(loss_ax.get_lines()[0].get_ydata()) == [1.2, 0.6, 0.4]
+        assert [line.get_label() for line in acc_ax.get_lines()] == ["train", "test"]
+        assert list(acc_ax.get_lines()[1].get_ydata()) == pytest.approx([80, 90, 95])
+        assert "95.00%" in acc_ax.get_title()
+    with pytest.raises(ValueError, match="empty"):
+        viz.plot_training_curves(vitlearn.History())
+
+
+def test_plot_confusion_matrix(data):
+    model = tiny()
+    fig = viz.plot_confusion_matrix(model, data)
+    (ax,) = fig.axes
+    assert images_in(ax) == [(10, 10)]
+    ev = vitlearn.evaluate(model, data)
+    assert f"{ev.accuracy:.2%}" in ax.get_title()
+    assert sum(int(t.get_text()) for t in ax.texts) == len(data)     # every image counted once
+
+
+def test_plot_confusion_matrix_from_an_evaluation(data):
+    ev = vitlearn.Evaluation(0.5, 1.0, predictions=torch.tensor([0, 1, 1, 2]),
+                             labels=torch.tensor([0, 1, 2, 2]))
+    for fig in (viz.plot_confusion_matrix(evaluation=ev), viz.plot_confusion_matrix(ev)):
+        ax = fig.axes[0]
+        assert images_in(ax) == [(3, 3)]
+        assert sorted(t.get_text() for t in ax.texts) == ["1", "1", "1", "1"]
+    fig = viz.plot_confusion_matrix(evaluation=ev, classes=CLASSES)
+    assert images_in(fig.axes[0]) == [(10, 10)]
+    with pytest.raises(ValueError, match="evaluation="):
+        viz.plot_confusion_matrix()
+
+
+def test_plot_mistakes(data):
+    preds = data.labels.clone()
+    preds[[3, 5, 8]] = (preds[[3, 5, 8]] + 1) % 10
+    ev = vitlearn.Evaluation(37 / 40, 0.1, predictions=preds, labels=data.labels)
+    fig = viz.plot_mistakes(data=data, evaluation=ev)
+    axes = visible_axes(fig)
+    assert [ax.get_title() for ax in axes] == ["3 / 4", "5 / 6", "8 / 9"]
+    assert images_in(axes[0]) == [(28, 28)]
+    assert len(visible_axes(viz.plot_mistakes(data=data, evaluation=ev, n=2))) == 2
+    assert len(visible_axes(viz.plot_mistakes(tiny(), data, n=5))) <= 5    # runs the model itself
+
+
+def test_plot_mistakes_with_none(data):
+    ev = vitlearn.Evaluation(1.0, 0.0, predictions=data.labels.clone(), labels=data.labels)
+    fig = viz.plot_mistakes(data=data, evaluation=ev)
+    assert "no mistakes" in fig.axes[0].texts[0].get_text()
+
+
+def test_figures_render_to_png(data, tmp_path):
+    """Closed figures still draw (that is how they are shown in notebooks and widgets)."""
+    fig = viz.plot_attention_maps(tiny(), data.images[0])
+    fig.savefig(tmp_path / "maps.png")
+    assert (tmp_path / "maps.png").stat().st_size > 1000
