@@ -23,8 +23,7 @@ class ClassToken(nn.Module):
 
     def __init__(self, *, embed_dim: int):
         super().__init__()
-        self.token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        nn.init.trunc_normal_(self.token, std=0.02)
+        self.token = nn.Parameter(torch.randn(1, 1, embed_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cls = repeat(self.token, "1 1 d -> b 1 d", b=x.shape[0]).to(x.dtype)
@@ -40,8 +39,9 @@ class PositionEmbedding(nn.Module):
     def __init__(self, *, num_patches: int, embed_dim: int, num_prefix_tokens: int = 1):
         super().__init__()
         self.num_prefix_tokens = num_prefix_tokens
-        self.pos = nn.Parameter(torch.zeros(1, num_prefix_tokens + num_patches, embed_dim))
-        nn.init.trunc_normal_(self.pos, std=0.02)
+        # N(0, 1), as vit-pytorch: at the scale of the patch embeddings, so positions are
+        # visible from the first step instead of drowned out by content.
+        self.pos = nn.Parameter(torch.randn(1, num_prefix_tokens + num_patches, embed_dim))
 
     @property
     def grid_size(self) -> int:
