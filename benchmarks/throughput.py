@@ -1,0 +1,200 @@
+"""Training / inference throughput of ``vitlearn.ViT()`` vs vit-pytorch and timm, same config.
+
+All three are the same architecture size: 28x28x1 images, patch 7 (16 patches + [CLS]), D=64,
+depth 4, 4 heads of 16, MLP 128, 10 classes. Models are timed interleaved (round-robin over
+repeats) so that a slow patch of the shared machine hits all of them, and every figure is
+reported as min / median / max over the repeats, plus the ratio of medians.
+
+    flock /tmp/vitlearn-cpu.lock .venv/bin/python benchmarks/throughput.py
+    flock /tmp/vitlearn-cpu.lock .venv/bin/python benchmarks/throughput.py --repeats 9 --compile
+
+Train step = forward, cross-entropy, zero_grad, backward, AdamW step, fp32, batch 128.
+FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` (matmuls/attention only:
+LayerNorm, GELU, softmax and the optimizer are not counted) and compared with the machine's
+fp32 matmul rate measured by timing a large ``torch.mm``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import vitlearn
+
+
+def build_models(compile_: bool) -> dict[str, nn.Module]:
+    models: dict[str, nn.Module] = {"vitlearn": vitlearn.ViT()}
+    try:
+        from vit_pytorch import ViT as LucidViT
+
+        models["vit-pytorch"] = LucidViT(image_size=28, patch_size=7, num_classes=10, dim=64, depth=4,
+                                         heads=4, mlp_dim=128, channels=1, dim_head=16)
+    except ImportError:
+        print("# vit-pytorch not installed: .venv/bin/pip install vit-pytorch")
+    try:
+        from timm.models.vision_transformer import VisionTransformer
+
+        models["timm"] = VisionTransformer(img_size=28, patch_size=7, in_chans=1, num_classes=10,
+                                           embed_dim=64, depth=4, num_heads=4, mlp_ratio=2.0)
+    except ImportError:
+        print("# timm not installed: .venv/bin/pip install timm")
+    if compile_:
+        models["vitlearn+compile"] = torch.compile(vitlearn.ViT())
+    return models
+
+
+def train_step_fn(model: nn.Module, batch: int) -> Callable[[], None]:
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 1, 28, 28, generator=g)
+    y = torch.randint(0, 10, (batch,), generator=g)
+    model.train()
+
+    def step() -> None:
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def infer_fn(model: nn.Module, batch: int) -> Callable[[], None]:
+    x = torch.randn(batch, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+
+    def run() -> None:
+        model.eval()
+        with torch.inference_mode():
+            model(x)
+
+    return run
+
+
+def timed(fn: Callable[[], None], iters: int) -> float:
+    t = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    return time.perf_counter() - t
+
+
+def count_flops(model: nn.Module, batch: int, train: bool) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.randn(batch, 1, 28, 28)
+    with FlopCounterMode(display=False) as fc:
+        if train:
+            F.cross_entropy(model(x), torch.zeros(batch, dtype=torch.long)).backward()
+        else:
+            with torch.no_grad():
+                model(x)
+    model.zero_grad(set_to_none=True)
+    return fc.get_total_flops()
+
+
+def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = min(timed(lambda: torch.mm(a, b), 3) / 3 for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def stats(xs: list[float]) -> str:
+    return f"{min(xs):9.0f} {statistics.median(xs):9.0f} {max(xs):9.0f}"
+
+
+def cpu_flags() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return " ".join(sorted(f for f in line.split(":", 1)[1].split()
+                                           if f.startswith(("avx", "fma", "amx"))))
+    except OSError:
+        pass
+    return "n/a"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--steps", type=int, default=20, help="train steps per timed repeat")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile(vitlearn.ViT())")
+    ap.add_argument("--infer-batch", type=int, default=1000)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {platform.machine()}, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}\n# cpu flags: {cpu_flags()}")
+    torch.manual_seed(0)
+    models = build_models(args.compile)
+    for name, m in models.items():
+        print(f"# {name}: {sum(p.numel() for p in m.parameters()):,} parameters")
+
+    # --- training throughput, interleaved ---
+    steps = {name: train_step_fn(m, args.batch) for name, m in models.items()}
+    for name, fn in steps.items():  # warm-up (and compilation)
+        t = timed(fn, 3)
+        print(f"# warm-up {name}: {t:.1f} s")
+    train_ips: dict[str, list[float]] = {n: [] for n in models}
+    for _ in range(args.repeats):
+        for name, fn in steps.items():
+            train_ips[name].append(args.steps * args.batch / timed(fn, args.steps))
+
+    # --- inference throughput and batch-1 latency, interleaved ---
+    infers = {n: infer_fn(m, args.infer_batch) for n, m in models.items()}
+    singles = {n: infer_fn(m, 1) for n, m in models.items()}
+    for n in models:
+        infers[n](), singles[n]()
+    infer_ips: dict[str, list[float]] = {n: [] for n in models}
+    latency_ms: dict[str, list[float]] = {n: [] for n in models}
+    for _ in range(args.repeats):
+        for n in models:
+            infer_ips[n].append(3 * args.infer_batch / timed(infers[n], 3))
+            latency_ms[n].append(timed(singles[n], 50) / 50 * 1e3)
+
+    peak = matmul_peak()
+    print(f"\nfp32 matmul peak (torch.mm 2048x2048, best of 5): {peak:.1f} GFLOP/s")
+    ref = "vit-pytorch" if "vit-pytorch" in models else None
+    print(f"\ntraining, batch {args.batch}, {args.steps} steps x {args.repeats} repeats (images/s)")
+    print(f"{'model':18s} {'min':>9s} {'median':>9s} {'max':>9s} {'GFLOP/s':>8s} {'% peak':>7s} "
+          f"{'ratio':>6s}")
+    for name in models:
+        flops = count_flops(models[name] if "compile" not in name else models["vitlearn"], args.batch, True)
+        med = statistics.median(train_ips[name])
+        gflops = flops / args.batch * med / 1e9
+        ratio = med / statistics.median(train_ips[ref]) if ref else float("nan")
+        print(f"{name:18s} {stats(train_ips[name])} {gflops:8.2f} {gflops / peak:7.1%} {ratio:6.2f}x")
+    if ref:
+        per_repeat = [a / b for a, b in zip(train_ips["vitlearn"], train_ips[ref])]
+        print(f"vitlearn / vit-pytorch per repeat: min {min(per_repeat):.2f}x, median "
+              f"{statistics.median(per_repeat):.2f}x, max {max(per_repeat):.2f}x (target >= 1.3x)")
+    if "timm" in models:
+        per_repeat = [a / b for a, b in zip(train_ips["vitlearn"], train_ips["timm"])]
+        print(f"vitlearn / timm per repeat: min {min(per_repeat):.2f}x, median "
+              f"{statistics.median(per_repeat):.2f}x, max {max(per_repeat):.2f}x")
+
+    print(f"\ninference, batch {args.infer_batch} (images/s)")
+    print(f"{'model':18s} {'min':>9s} {'median':>9s} {'max':>9s} {'ratio':>6s}")
+    for name in models:
+        ratio = (statistics.median(infer_ips[name]) / statistics.median(infer_ips[ref]) if ref
+                 else float("nan"))
+        print(f"{name:18s} {stats(infer_ips[name])} {ratio:6.2f}x")
+    print("\nbatch-1 latency (ms, mean of 50 calls per repeat)")
+    print(f"{'model':18s} {'min':>9s} {'median':>9s} {'max':>9s}")
+    for name in models:
+        xs = latency_ms[name]
+        print(f"{name:18s} {min(xs):9.3f} {statistics.median(xs):9.3f} {max(xs):9.3f}")
+
+
+if __name__ == "__main__":
+    main()
