@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def main(argv: list[str]) -> int:
     if os.environ.get("VITLEARN_DATA_DIR"):
         os.environ["VITLEARN_DATA_DIR"] = str(Path(os.environ["VITLEARN_DATA_DIR"]).resolve())
-    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"  # as in Jupyter
     notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
     if argv:
         notebooks = [nb for nb in notebooks if any(nb.name.startswith(a) for a in argv)]
