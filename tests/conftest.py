@@ -1,16 +1,6 @@
-import os
 from pathlib import Path
 
 import pytest
-
-# Notebook kernels run in notebooks/, so a relative data folder (CI passes ../shared/data)
-# is made absolute here, before any kernel starts and inherits the environment.
-if os.environ.get("VITLEARN_DATA_DIR"):
-    os.environ["VITLEARN_DATA_DIR"] = str(Path(os.environ["VITLEARN_DATA_DIR"]).resolve())
-# Notebook kernels inherit this process's environment: give them the inline backend a user's
-# Jupyter has (with MPLBACKEND=Agg, plt.show() in a notebook shows nothing and warns on stderr).
-# Tests that draw in this process pick Agg themselves (matplotlib.use("Agg")).
-os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
 
 ROOT = Path(__file__).resolve().parents[1]
 
