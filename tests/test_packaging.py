@@ -3,6 +3,7 @@
 import re
 
 import pytest
+
 from conftest import ROOT
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+

@@ -3,11 +3,11 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT
 from einops import rearrange
 from torch import nn
 
 import vitlearn
+from conftest import ROOT
 from vitlearn import (
     MLP,
     ClassificationHead,
