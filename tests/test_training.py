@@ -119,3 +119,29 @@ def test_mnist_loads_with_the_known_statistics(mnist):
     assert len(test) == 10000 and train.classes[3] == "3"
     x = train.images.float() / 255
     assert abs(x.mean().item() - 0.1307) < 1e-3 and abs(x.std().item() - 0.3081) < 1e-3
+
+
+def test_progress_bar_redraws_at_most_about_once_a_second(monkeypatch):
+    """Each redraw in Jupyter is widget traffic; a per-step bar overflowed nbval's buffer."""
+    import io
+    import time
+
+    import tqdm.auto
+    import tqdm.std
+
+    draws = []
+
+    class CountingBar(tqdm.std.tqdm):
+        def display(self, *args, **kwargs):
+            draws.append(self.n)
+            return super().display(*args, **kwargs)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", lambda *a, **k: CountingBar(*a, file=io.StringIO(), **k))
+    train, test = synthetic(1024), synthetic(64, seed=1)
+    t0 = time.perf_counter()
+    vitlearn.fit(small_model(), train, test, epochs=2, batch_size=4, progress=True)
+    elapsed = time.perf_counter() - t0
+    steps = 2 * 1024 // 4
+    assert draws and draws[-1] == steps, "the bar must end at the last step"
+    # one redraw per second, plus a few per epoch (description, postfix) and open/close
+    assert len(draws) <= elapsed + 3 * 2 + 4, (len(draws), elapsed, steps)

@@ -195,8 +195,11 @@ def fit(model: nn.Module, train: ImageDataset | None = None, test: ImageDataset 
     bar = None
     if progress and rank == 0:
         from tqdm.auto import tqdm
+        # At most one redraw a second: in Jupyter every redraw is two widget messages, and a
+        # runner that reads them only after the cell ends (nbval) loses the cell's output once
+        # a long run overflows the kernel's message buffer (~9,000 messages here).
         bar = tqdm(total=total, initial=(start_epoch - 1) * steps_per_epoch, unit="step",
-                   desc=f"epoch {start_epoch}/{epochs}")
+                   desc=f"epoch {start_epoch}/{epochs}", mininterval=1.0)
     try:
         for epoch in range(start_epoch, epochs + 1):
             t0 = time.perf_counter()
