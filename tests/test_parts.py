@@ -220,7 +220,30 @@ def test_fused_and_explicit_paths_give_the_same_model_output():
     model = vitlearn.ViT().eval()
     x = torch.randn(3, 1, 28, 28)
     tokens, _ = model.encoder(model.embed(x), need_weights=True)
-    torch.testing.assert_close(model.forward_head(tokens), model(x), rtol=1e-5, atol=1e-5)
+    for fused in (True, False, None):
+        for block in model.encoder.blocks:
+            block.attn.fused = fused
+        torch.testing.assert_close(model.forward_head(tokens), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_attention_paths_agree_in_gradients_and_auto_picks_by_length():
+    torch.manual_seed(0)
+    attn = MultiHeadSelfAttention(embed_dim=32, num_heads=4)
+    x = torch.randn(2, 17, 32, requires_grad=True)
+    grads = []
+    for fused in (True, False):
+        attn.fused = fused
+        attn.zero_grad()
+        out = attn(x)
+        (gx,) = torch.autograd.grad((out * torch.arange(32.0)).sum(), x)
+        grads.append((out, gx))
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-5)
+    attn.fused = None
+    short = torch.zeros(1, 4, 17, 8)
+    long = torch.zeros(1, 4, MultiHeadSelfAttention.CPU_MATH_MAX_TOKENS + 1, 8)
+    assert not attn.use_fused(short) and attn.use_fused(long)
+    attn.fused = True
+    assert attn.use_fused(short)
 
 
 def test_mean_pool_has_no_class_token_and_sincos_is_fixed():

@@ -36,14 +36,22 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
 class MultiHeadSelfAttention(nn.Module):
     """h heads, each attending in its own D/h-dimensional subspace, then mixed by ``proj``.
 
-    One Linear makes q, k and v for all heads at once (``qkv``). ``forward`` runs the fused
-    kernel ``F.scaled_dot_product_attention`` for speed; with ``need_weights=True`` it runs
-    the explicit math above instead and also returns the weights [B, h, N, N]. Both paths
-    compute the same function.
+    One Linear makes q, k and v for all heads at once (``qkv``). Two paths compute the same
+    function: PyTorch's fused kernel ``F.scaled_dot_product_attention`` and the explicit math
+    above, which ``need_weights=True`` always uses because only it has the weights
+    [B, h, N, N] to return. ``fused=None`` (default) picks the faster one per call: the fused
+    kernel on GPUs and for long sequences, the explicit math for short sequences on a CPU,
+    where the fused kernel's blocking costs more than it saves (17 tokens: ~3x slower forward
+    + backward; crossover near 150 tokens; ``python benchmarks/attention_paths.py``).
+    ``fused=True`` / ``False`` forces a path.
     """
 
+    #: sequences up to this length run the explicit math on a CPU when ``fused=None``
+    CPU_MATH_MAX_TOKENS = 128
+
     def __init__(self, *, embed_dim: int, num_heads: int, qkv_bias: bool = True,
-                 attn_dropout: float = 0.0, proj_dropout: float = 0.0):
+                 attn_dropout: float = 0.0, proj_dropout: float = 0.0,
+                 fused: bool | None = None):
         super().__init__()
         if embed_dim % num_heads:
             divisors = [h for h in range(1, embed_dim + 1) if embed_dim % h == 0]
@@ -52,6 +60,7 @@ class MultiHeadSelfAttention(nn.Module):
         self.embed_dim, self.num_heads = embed_dim, num_heads
         self.head_dim = embed_dim // num_heads
         self.attn_dropout = attn_dropout
+        self.fused = fused
         self.qkv = nn.Linear(embed_dim, 3 * embed_dim, bias=qkv_bias)
         self.proj = nn.Linear(embed_dim, embed_dim)
         self.proj_drop = nn.Dropout(proj_dropout)
@@ -60,12 +69,18 @@ class MultiHeadSelfAttention(nn.Module):
         # [B, N, 3D] -> three tensors [B, h, N, D/h]
         q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d",
                             three=3, h=self.num_heads).unbind(0)
-        if need_weights:
+        dropout = self.attn_dropout if self.training else 0.0
+        if need_weights or not self.use_fused(q):
             out, weights = scaled_dot_product_attention(q, k, v)
-            if self.training and self.attn_dropout:
-                out = F.dropout(weights, self.attn_dropout) @ v
+            if dropout:
+                out = F.dropout(weights, dropout) @ v
         else:
-            out, weights = F.scaled_dot_product_attention(
-                q, k, v, dropout_p=self.attn_dropout if self.training else 0.0), None
+            out, weights = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout), None
         out = self.proj_drop(self.proj(rearrange(out, "b h n d -> b n (h d)")))  # [B, N, D]
         return (out, weights) if need_weights else out
+
+    def use_fused(self, q: torch.Tensor) -> bool:
+        """Whether ``forward`` (without weights) calls the fused kernel for queries ``q``."""
+        if self.fused is not None:
+            return self.fused
+        return q.device.type != "cpu" or q.shape[-2] > self.CPU_MATH_MAX_TOKENS
