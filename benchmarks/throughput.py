@@ -8,7 +8,10 @@ reported as min / median / max over the repeats, plus the ratio of medians.
     flock /tmp/vitlearn-cpu.lock .venv/bin/python benchmarks/throughput.py
     flock /tmp/vitlearn-cpu.lock .venv/bin/python benchmarks/throughput.py --repeats 9 --compile
 
-Train step = forward, cross-entropy, zero_grad, backward, AdamW step, fp32, batch 128.
+Train step = forward, cross-entropy, zero_grad, backward, AdamW step, fp32, batch 128. The
+``vitlearn`` row uses the optimizer ``vitlearn.fit`` builds (``make_optimizer``: fused AdamW);
+``vitlearn/torch-AdamW``, vit-pytorch and timm use ``torch.optim.AdamW`` with its defaults, so
+the difference between the two vitlearn rows is the optimizer and the rest is the model.
 FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` (matmuls/attention only:
 LayerNorm, GELU, softmax and the optimizer are not counted) and compared with the machine's
 fp32 matmul rate measured by timing a large ``torch.mm``.
@@ -27,10 +30,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import vitlearn
+from vitlearn.training import make_optimizer
 
 
 def build_models(compile_: bool) -> dict[str, nn.Module]:
-    models: dict[str, nn.Module] = {"vitlearn": vitlearn.ViT()}
+    models: dict[str, nn.Module] = {"vitlearn": vitlearn.ViT(), "vitlearn/torch-AdamW": vitlearn.ViT()}
     try:
         from vit_pytorch import ViT as LucidViT
 
@@ -50,8 +54,11 @@ def build_models(compile_: bool) -> dict[str, nn.Module]:
     return models
 
 
-def train_step_fn(model: nn.Module, batch: int) -> Callable[[], None]:
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+def train_step_fn(name: str, model: nn.Module, batch: int) -> Callable[[], None]:
+    if name.startswith("vitlearn") and "torch-AdamW" not in name:
+        opt = make_optimizer(model, lr=1e-3, weight_decay=0.05)  # what vitlearn.fit uses (fused)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch, 1, 28, 28, generator=g)
     y = torch.randint(0, 10, (batch,), generator=g)
@@ -141,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"# {name}: {sum(p.numel() for p in m.parameters()):,} parameters")
 
     # --- training throughput, interleaved ---
-    steps = {name: train_step_fn(m, args.batch) for name, m in models.items()}
+    steps = {name: train_step_fn(name, m, args.batch) for name, m in models.items()}
     for name, fn in steps.items():  # warm-up (and compilation)
         t = timed(fn, 3)
         print(f"# warm-up {name}: {t:.1f} s")
@@ -151,14 +158,16 @@ def main(argv: list[str] | None = None) -> None:
             train_ips[name].append(args.steps * args.batch / timed(fn, args.steps))
 
     # --- inference throughput and batch-1 latency, interleaved ---
-    infers = {n: infer_fn(m, args.infer_batch) for n, m in models.items()}
-    singles = {n: infer_fn(m, 1) for n, m in models.items()}
-    for n in models:
+    # (the optimizer plays no part here: one vitlearn row is enough)
+    infer_models = {n: m for n, m in models.items() if "torch-AdamW" not in n}
+    infers = {n: infer_fn(m, args.infer_batch) for n, m in infer_models.items()}
+    singles = {n: infer_fn(m, 1) for n, m in infer_models.items()}
+    for n in infer_models:
         infers[n](), singles[n]()
-    infer_ips: dict[str, list[float]] = {n: [] for n in models}
-    latency_ms: dict[str, list[float]] = {n: [] for n in models}
+    infer_ips: dict[str, list[float]] = {n: [] for n in infer_models}
+    latency_ms: dict[str, list[float]] = {n: [] for n in infer_models}
     for _ in range(args.repeats):
-        for n in models:
+        for n in infer_models:
             infer_ips[n].append(3 * args.infer_batch / timed(infers[n], 3))
             latency_ms[n].append(timed(singles[n], 50) / 50 * 1e3)
 
@@ -166,14 +175,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nfp32 matmul peak (torch.mm 2048x2048, best of 5): {peak:.1f} GFLOP/s")
     ref = "vit-pytorch" if "vit-pytorch" in models else None
     print(f"\ntraining, batch {args.batch}, {args.steps} steps x {args.repeats} repeats (images/s)")
-    print(f"{'model':18s} {'min':>9s} {'median':>9s} {'max':>9s} {'GFLOP/s':>8s} {'% peak':>7s} "
+    print(f"{'model':22s} {'min':>9s} {'median':>9s} {'max':>9s} {'GFLOP/s':>8s} {'% peak':>7s} "
           f"{'ratio':>6s}")
     for name in models:
         flops = count_flops(models[name] if "compile" not in name else models["vitlearn"], args.batch, True)
         med = statistics.median(train_ips[name])
         gflops = flops / args.batch * med / 1e9
         ratio = med / statistics.median(train_ips[ref]) if ref else float("nan")
-        print(f"{name:18s} {stats(train_ips[name])} {gflops:8.2f} {gflops / peak:7.1%} {ratio:6.2f}x")
+        print(f"{name:22s} {stats(train_ips[name])} {gflops:8.2f} {gflops / peak:7.1%} {ratio:6.2f}x")
     if ref:
         per_repeat = [a / b for a, b in zip(train_ips["vitlearn"], train_ips[ref])]
         print(f"vitlearn / vit-pytorch per repeat: min {min(per_repeat):.2f}x, median "
@@ -182,18 +191,22 @@ def main(argv: list[str] | None = None) -> None:
         per_repeat = [a / b for a, b in zip(train_ips["vitlearn"], train_ips["timm"])]
         print(f"vitlearn / timm per repeat: min {min(per_repeat):.2f}x, median "
               f"{statistics.median(per_repeat):.2f}x, max {max(per_repeat):.2f}x")
+    if ref and "vitlearn+compile" in models:
+        per_repeat = [a / b for a, b in zip(train_ips["vitlearn+compile"], train_ips[ref])]
+        print(f"vitlearn+compile / vit-pytorch per repeat: min {min(per_repeat):.2f}x, median "
+              f"{statistics.median(per_repeat):.2f}x, max {max(per_repeat):.2f}x")
 
     print(f"\ninference, batch {args.infer_batch} (images/s)")
-    print(f"{'model':18s} {'min':>9s} {'median':>9s} {'max':>9s} {'ratio':>6s}")
-    for name in models:
+    print(f"{'model':22s} {'min':>9s} {'median':>9s} {'max':>9s} {'ratio':>6s}")
+    for name in infer_models:
         ratio = (statistics.median(infer_ips[name]) / statistics.median(infer_ips[ref]) if ref
                  else float("nan"))
-        print(f"{name:18s} {stats(infer_ips[name])} {ratio:6.2f}x")
+        print(f"{name:22s} {stats(infer_ips[name])} {ratio:6.2f}x")
     print("\nbatch-1 latency (ms, mean of 50 calls per repeat)")
-    print(f"{'model':18s} {'min':>9s} {'median':>9s} {'max':>9s}")
-    for name in models:
+    print(f"{'model':22s} {'min':>9s} {'median':>9s} {'max':>9s}")
+    for name in infer_models:
         xs = latency_ms[name]
-        print(f"{name:18s} {min(xs):9.3f} {statistics.median(xs):9.3f} {max(xs):9.3f}")
+        print(f"{name:22s} {min(xs):9.3f} {statistics.median(xs):9.3f} {max(xs):9.3f}")
 
 
 if __name__ == "__main__":

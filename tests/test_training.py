@@ -145,3 +145,18 @@ def test_progress_bar_redraws_at_most_about_once_a_second(monkeypatch):
     assert draws and draws[-1] == steps, "the bar must end at the last step"
     # one redraw per second, plus a few per epoch (description, postfix) and open/close
     assert len(draws) <= elapsed + 3 * 2 + 4, (len(draws), elapsed, steps)
+
+
+def test_compiled_training_follows_the_eager_run():
+    import shutil
+
+    import pytest
+
+    if not (shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")):
+        pytest.skip("torch.compile on a CPU needs a C++ compiler (apt-get install g++)")
+    train, test = synthetic(256), synthetic(64, seed=1)
+    eager = vitlearn.fit(small_model(), train, test, **{**KW, "epochs": 2})
+    compiled = vitlearn.fit(small_model(), train, test, compile=True, **{**KW, "epochs": 2})
+    # the same training up to float rounding: fused kernels round differently
+    torch.testing.assert_close(compiled.train_loss, eager.train_loss, rtol=2e-3, atol=1e-4)
+    assert abs(compiled.final_test_acc - eager.final_test_acc) <= 2 / 64

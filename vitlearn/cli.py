@@ -27,7 +27,7 @@ def _train(args) -> int:
           f"{len(train):,} {train.name} images for {args.epochs} epoch(s)", flush=True)
     history = fit(model, train, test, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                   seed=args.seed, progress=not args.no_progress, device=args.device,
-                  checkpoint=args.output)
+                  checkpoint=args.output, compile=args.compile)
     print(history)
     print(f"test accuracy: {history.final_test_acc:.2%} ({len(test):,} images), "
           f"{history.total_seconds:.0f} s")
@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--limit", type=int, default=0, help="train on the first N images only "
                    "(and test on N/6): a quick smoke run")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    t.add_argument("--compile", action="store_true",
+                   help="train through torch.compile (slow first step, faster after)")
     t.set_defaults(func=_train)
 
     e = sub.add_parser("evaluate", help="print the test accuracy of a checkpoint")

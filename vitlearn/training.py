@@ -148,7 +148,8 @@ def fit(model: nn.Module, train: ImageDataset | None = None, test: ImageDataset 
         min_lr_factor: float = 0.01, label_smoothing: float = 0.1, clip_grad: float | None = 1.0,
         max_shift: int = 2, seed: int = 0, progress: bool = True, device=None,
         checkpoint: str | os.PathLike | None = None, resume: str | os.PathLike | None = None,
-        lr_schedule: Callable[[int, int, int], float] | None = None) -> History:
+        lr_schedule: Callable[[int, int, int], float] | None = None,
+        compile: bool = False) -> History:
     """Train ``model`` on ``train`` (default: the full training set of ``dataset``) and
     evaluate on ``test`` (default: its test set) after every epoch.
 
@@ -157,7 +158,10 @@ def fit(model: nn.Module, train: ImageDataset | None = None, test: ImageDataset 
     uninterrupted run. ``lr_schedule(step, total_steps, warmup_steps) -> factor`` replaces
     the warm-up + cosine schedule (a learner's own, say). Under ``torchrun`` the model is
     wrapped in DistributedDataParallel and each rank trains on its own shard of every batch
-    (``batch_size`` is the global batch).
+    (``batch_size`` is the global batch). ``compile=True`` trains through
+    ``torch.compile(model)``: the first step compiles (tens of seconds; on a CPU it needs a C++
+    compiler), later steps fuse the small ops; it pays off in long runs
+    (``python benchmarks/throughput.py --compile``). Evaluation runs the model uncompiled.
     """
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise ValueError(f"need epochs >= 1, batch_size >= 1 and lr > 0; got epochs={epochs}, "
@@ -204,6 +208,8 @@ def fit(model: nn.Module, train: ImageDataset | None = None, test: ImageDataset 
     if world > 1:
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
+    if compile:
+        net = torch.compile(net)
     images, labels = train.images, train.labels
     bar = None
     if progress and rank == 0:
