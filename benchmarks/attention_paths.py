@@ -1,10 +1,12 @@
-"""Fused kernel vs explicit math in ``vitlearn.MultiHeadSelfAttention``, forward + backward.
+"""Fused kernel vs explicit math for the attention of a whole ViT train step, per sequence length.
 
-Why ``fused=None`` picks the explicit math for short sequences on a CPU: PyTorch's fused
-``F.scaled_dot_product_attention`` (a flash-attention kernel on CPU) works in blocks, which pays
-off for long sequences and costs more than it saves for ViT-on-MNIST's 17 tokens. The two paths
-are timed interleaved, for several sequence lengths at about the same number of tokens per batch
-(2,176 = 128 images x 17 tokens), D=64, 4 heads; min / median / max over the repeats.
+``vitlearn.MultiHeadSelfAttention(fused=None)`` picks a path per call; this script is the
+measurement behind that choice. For each patch size (7: 17 tokens, 4: 50 tokens, 2: 197 tokens on
+28x28 MNIST) it builds the default ViT twice with the same weights, one with every block's
+attention forced to ``fused=True`` (PyTorch's ``F.scaled_dot_product_attention``), one with
+``fused=False`` (the explicit softmax(q k^T / sqrt(d)) v), and times full train steps (forward,
+cross-entropy, backward, fit's AdamW) in short turns, shuffled, so that the shared machine's slow
+and fast phases hit both alike. The ratio is the median over repeats of per-repeat ratios.
 
     flock /tmp/vitlearn-cpu.lock .venv/bin/python benchmarks/attention_paths.py
 """
@@ -12,59 +14,75 @@ are timed interleaved, for several sequence lengths at about the same number of 
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import time
 
 import torch
+import torch.nn.functional as F
 
+import vitlearn
 from vitlearn import MultiHeadSelfAttention
+from vitlearn.training import make_optimizer
+
+
+def train_step(patch_size: int, batch: int, fused: bool):
+    torch.manual_seed(0)
+    model = vitlearn.ViT(patch_size=patch_size)
+    for block in model.encoder.blocks:
+        block.attn.fused = fused
+    opt = make_optimizer(model, lr=1e-3, weight_decay=0.05)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 1, 28, 28, generator=g)
+    y = torch.randint(0, 10, (batch,), generator=g)
+
+    def step() -> None:
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--lengths", default="17,50,65,101,145,197,257")
-    ap.add_argument("--tokens", type=int, default=128 * 17, help="batch x length, about")
-    ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--iters", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--patch-sizes", default="7,4,2")
+    ap.add_argument("--tokens", type=int, default=128 * 17, help="batch x tokens, about")
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=3, help="train steps per path per repeat")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}  torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; forward + backward of MultiHeadSelfAttention(64, 4)")
-    print(f"# fused=None uses the explicit math up to {MultiHeadSelfAttention.CPU_MATH_MAX_TOKENS} "
-          "tokens on a CPU")
-    print(f"{'tokens':>6} {'batch':>5} {'fused ms (min/med/max)':>24} {'math ms (min/med/max)':>24} "
-          f"{'math speed-up':>13} {'auto picks':>10}")
-    torch.manual_seed(0)
-    attn = MultiHeadSelfAttention(embed_dim=64, num_heads=4)
-    for n in (int(s) for s in args.lengths.split(",")):
+          f"{torch.get_num_threads()} threads; default ViT train step, fit's AdamW")
+    print(f"# fused=None runs the explicit math for up to "
+          f"{MultiHeadSelfAttention.CPU_MATH_MAX_TOKENS} tokens on a CPU")
+    print(f"{'patch':>5} {'tokens':>6} {'batch':>5} {'fused img/s (min/med/max)':>27} "
+          f"{'math img/s (min/med/max)':>27} {'math / fused':>12} {'auto picks':>10}")
+    rng = random.Random(0)
+    for p in (int(s) for s in args.patch_sizes.split(",")):
+        n = (28 // p) ** 2 + 1
         batch = max(1, args.tokens // n)
-        x = torch.randn(batch, n, 64, requires_grad=True)
-        grad = torch.randn(batch, n, 64)
-
-        def run(fused: bool, x: torch.Tensor = x, grad: torch.Tensor = grad) -> None:
-            attn.fused = fused
-            attn(x).backward(grad)
-
-        times: dict[bool, list[float]] = {True: [], False: []}
-        for fused in times:
-            run(fused), run(fused)  # warm-up
+        steps = {True: train_step(p, batch, True), False: train_step(p, batch, False)}
+        ips: dict[bool, list[float]] = {True: [], False: []}
+        for fn in steps.values():
+            fn(), fn()  # warm-up
         for _ in range(args.repeats):
-            for fused in times:
+            order = [True, False]
+            rng.shuffle(order)
+            for fused in order:
                 t = time.perf_counter()
-                for _ in range(args.iters):
-                    run(fused)
-                times[fused].append((time.perf_counter() - t) / args.iters * 1e3)
-        attn.fused = None
-        auto = "fused" if attn.use_fused(x.new_empty(1, 4, n, 16)) else "math"
+                for _ in range(args.steps):
+                    steps[fused]()
+                ips[fused].append(args.steps * batch / (time.perf_counter() - t))
+        ratio = statistics.median(m / f for m, f in zip(ips[False], ips[True]))
+        auto = "fused" if MultiHeadSelfAttention(embed_dim=64, num_heads=4).use_fused(
+            torch.empty(1, 4, n, 16)) else "math"
 
         def fmt(xs: list[float]) -> str:
-            return f"{min(xs):.2f}/{statistics.median(xs):.2f}/{max(xs):.2f}"
+            return f"{min(xs):.0f}/{statistics.median(xs):.0f}/{max(xs):.0f}"
 
-        ratio = statistics.median(times[True]) / statistics.median(times[False])
-        print(f"{n:6d} {batch:5d} {fmt(times[True]):>24} {fmt(times[False]):>24} {ratio:12.2f}x "
-              f"{auto:>10}")
+        print(f"{p:5d} {n:6d} {batch:5d} {fmt(ips[True]):>27} {fmt(ips[False]):>27} "
+              f"{ratio:11.2f}x {auto:>10}", flush=True)
 
 
 if __name__ == "__main__":

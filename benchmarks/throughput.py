@@ -6,7 +6,7 @@ repeats) so that a slow patch of the shared machine hits all of them, and every 
 reported as min / median / max over the repeats, plus the ratio of medians.
 
     flock /tmp/vitlearn-cpu.lock .venv/bin/python benchmarks/throughput.py
-    flock /tmp/vitlearn-cpu.lock .venv/bin/python benchmarks/throughput.py --repeats 9 --compile
+    flock /tmp/vitlearn-cpu.lock .venv/bin/python benchmarks/throughput.py --compile
 
 Train step = forward, cross-entropy, zero_grad, backward, AdamW step, fp32, batch 128. The
 ``vitlearn`` row uses the optimizer ``vitlearn.fit`` builds (``make_optimizer``: fused AdamW);
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -131,8 +132,8 @@ def cpu_flags() -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--steps", type=int, default=20, help="train steps per timed repeat")
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--steps", type=int, default=5, help="train steps per model per repeat")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile(vitlearn.ViT())")
     ap.add_argument("--infer-batch", type=int, default=1000)
@@ -153,8 +154,15 @@ def main(argv: list[str] | None = None) -> None:
         t = timed(fn, 3)
         print(f"# warm-up {name}: {t:.1f} s")
     train_ips: dict[str, list[float]] = {n: [] for n in models}
+    # Short turns in a shuffled order: the shared machine drifts between fast and slow phases
+    # (+-30% over seconds), so each repeat must give every model the same conditions; the
+    # ratios below are medians of per-repeat ratios.
+    order = random.Random(0)
     for _ in range(args.repeats):
-        for name, fn in steps.items():
+        names = list(steps)
+        order.shuffle(names)
+        for name in names:
+            fn = steps[name]
             train_ips[name].append(args.steps * args.batch / timed(fn, args.steps))
 
     # --- inference throughput and batch-1 latency, interleaved ---
@@ -176,12 +184,13 @@ def main(argv: list[str] | None = None) -> None:
     ref = "vit-pytorch" if "vit-pytorch" in models else None
     print(f"\ntraining, batch {args.batch}, {args.steps} steps x {args.repeats} repeats (images/s)")
     print(f"{'model':22s} {'min':>9s} {'median':>9s} {'max':>9s} {'GFLOP/s':>8s} {'% peak':>7s} "
-          f"{'ratio':>6s}")
+          f"{'ratio':>6s}  (ratio: median over repeats of images/s / vit-pytorch's)")
     for name in models:
         flops = count_flops(models[name] if "compile" not in name else models["vitlearn"], args.batch, True)
         med = statistics.median(train_ips[name])
         gflops = flops / args.batch * med / 1e9
-        ratio = med / statistics.median(train_ips[ref]) if ref else float("nan")
+        ratio = (statistics.median(a / b for a, b in zip(train_ips[name], train_ips[ref])) if ref
+                 else float("nan"))
         print(f"{name:22s} {stats(train_ips[name])} {gflops:8.2f} {gflops / peak:7.1%} {ratio:6.2f}x")
     if ref:
         per_repeat = [a / b for a, b in zip(train_ips["vitlearn"], train_ips[ref])]

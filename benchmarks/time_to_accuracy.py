@@ -29,8 +29,9 @@ from vitlearn.data import load_dataset, train_val_split
 RECIPES: dict[str, tuple[dict, dict]] = {
     # fit's defaults (patch 7, D=64, depth 4, 4 heads, MLP 128), short run.
     "default": ({}, dict(epochs=3, batch_size=128)),
-    # time to 99.0%: the default model, a short schedule.
-    "fast": ({}, dict(epochs=10, batch_size=128, lr=2e-3, warmup_epochs=0.5, weight_decay=0.05,
+    # time to 99.0%: the default model, a short schedule. 12 epochs chosen on the validation
+    # split (99.02% val after 139 s, `--recipe fast --split val`).
+    "fast": ({}, dict(epochs=12, batch_size=128, lr=2e-3, warmup_epochs=0.5, weight_decay=0.05,
                       label_smoothing=0.1, max_shift=2)),
     # best accuracy in ~8 minutes on the 2-core CPU: the default model, 24 epochs (~16 s each).
     "best": ({}, dict(epochs=24, batch_size=128, lr=2e-3, warmup_epochs=1.0, weight_decay=0.05,

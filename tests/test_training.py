@@ -154,9 +154,13 @@ def test_compiled_training_follows_the_eager_run():
 
     if not (shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")):
         pytest.skip("torch.compile on a CPU needs a C++ compiler (apt-get install g++)")
+    from torch._dynamo.utils import counters
+
     train, test = synthetic(256), synthetic(64, seed=1)
     eager = vitlearn.fit(small_model(), train, test, **{**KW, "epochs": 2})
+    counters.clear()
     compiled = vitlearn.fit(small_model(), train, test, compile=True, **{**KW, "epochs": 2})
+    assert counters["stats"]["unique_graphs"] >= 1, "compile=True must train a compiled graph"
     # the same training up to float rounding: fused kernels round differently
     torch.testing.assert_close(compiled.train_loss, eager.train_loss, rtol=2e-3, atol=1e-4)
     assert abs(compiled.final_test_acc - eager.final_test_acc) <= 2 / 64

@@ -40,14 +40,14 @@ class MultiHeadSelfAttention(nn.Module):
     function: PyTorch's fused kernel ``F.scaled_dot_product_attention`` and the explicit math
     above, which ``need_weights=True`` always uses because only it has the weights
     [B, h, N, N] to return. ``fused=None`` (default) picks the faster one per call: the fused
-    kernel on GPUs and for long sequences, the explicit math for short sequences on a CPU,
-    where the fused kernel's blocking costs more than it saves (17 tokens: ~3x slower forward
-    + backward; crossover near 150 tokens; ``python benchmarks/attention_paths.py``).
-    ``fused=True`` / ``False`` forces a path.
+    kernel on GPUs and for all but very short sequences; the explicit math on a CPU for very
+    short ones, where the fused kernel's blocking costs more than it saves (ViT on MNIST,
+    17 tokens: the whole train step ~4% faster; at 50 tokens the fused kernel wins;
+    ``python benchmarks/attention_paths.py``). ``fused=True`` / ``False`` forces a path.
     """
 
     #: sequences up to this length run the explicit math on a CPU when ``fused=None``
-    CPU_MATH_MAX_TOKENS = 128
+    CPU_MATH_MAX_TOKENS = 32
 
     def __init__(self, *, embed_dim: int, num_heads: int, qkv_bias: bool = True,
                  attn_dropout: float = 0.0, proj_dropout: float = 0.0,
