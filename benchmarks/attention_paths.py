@@ -19,11 +19,10 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
+from throughput import train_step_fn  # benchmarks/ is on sys.path when run as a script
 
 import vitlearn
 from vitlearn import MultiHeadSelfAttention
-from vitlearn.training import make_optimizer
 
 
 def train_step(patch_size: int, batch: int, fused: bool):
@@ -31,18 +30,7 @@ def train_step(patch_size: int, batch: int, fused: bool):
     model = vitlearn.ViT(patch_size=patch_size)
     for block in model.encoder.blocks:
         block.attn.fused = fused
-    opt = make_optimizer(model, lr=1e-3, weight_decay=0.05)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, 1, 28, 28, generator=g)
-    y = torch.randint(0, 10, (batch,), generator=g)
-
-    def step() -> None:
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    return step
+    return train_step_fn("vitlearn", model, batch)  # fit's optimizer, as in throughput.py
 
 
 def main(argv: list[str] | None = None) -> None:

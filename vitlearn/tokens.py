@@ -30,7 +30,25 @@ class ClassToken(nn.Module):
         return torch.cat([cls, x], dim=1)
 
 
-class PositionEmbedding(nn.Module):
+class _AddedPositions(nn.Module):
+    """What both kinds share: a table ``pos`` [1, prefix + grid*grid, D] added to the tokens."""
+
+    num_prefix_tokens: int
+    pos: torch.Tensor
+
+    @property
+    def grid_size(self) -> int:
+        return math.isqrt(self.pos.shape[1] - self.num_prefix_tokens)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] != self.pos.shape[1]:
+            raise ValueError(f"got {x.shape[1]} tokens but the position embedding has "
+                             f"{self.pos.shape[1]}; resample it with set_grid_size() "
+                             "(model.set_img_size() for a whole ViT)")
+        return x + self.pos.to(x.dtype)
+
+
+class PositionEmbedding(_AddedPositions):
     """Learned position embeddings: one D-vector per token position, added to the tokens.
 
     ``num_prefix_tokens`` is 1 with a class token (it gets its own position) and 0 without.
@@ -42,16 +60,6 @@ class PositionEmbedding(nn.Module):
         # N(0, 1), as vit-pytorch: at the scale of the patch embeddings, so positions are
         # visible from the first step instead of drowned out by content.
         self.pos = nn.Parameter(torch.randn(1, num_prefix_tokens + num_patches, embed_dim))
-
-    @property
-    def grid_size(self) -> int:
-        return math.isqrt(self.pos.shape[1] - self.num_prefix_tokens)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[1] != self.pos.shape[1]:
-            raise ValueError(f"got {x.shape[1]} tokens but the position embedding has "
-                             f"{self.pos.shape[1]}; resample it with set_grid_size()")
-        return x + self.pos
 
     @torch.no_grad()
     def set_grid_size(self, grid_size: int) -> None:
@@ -80,7 +88,7 @@ def sincos_2d_position_embedding(grid_size: int, embed_dim: int, *,
     return pe[None]
 
 
-class SinCosPositionEmbedding(nn.Module):
+class SinCosPositionEmbedding(_AddedPositions):
     """Fixed (not learned) 2-D sin-cos position embeddings, stored as a buffer."""
 
     def __init__(self, *, num_patches: int, embed_dim: int, num_prefix_tokens: int = 1):
@@ -91,16 +99,6 @@ class SinCosPositionEmbedding(nn.Module):
         self.num_prefix_tokens, self.embed_dim = num_prefix_tokens, embed_dim
         self.register_buffer("pos", sincos_2d_position_embedding(
             grid, embed_dim, num_prefix_tokens=num_prefix_tokens), persistent=False)
-
-    @property
-    def grid_size(self) -> int:
-        return math.isqrt(self.pos.shape[1] - self.num_prefix_tokens)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[1] != self.pos.shape[1]:
-            raise ValueError(f"got {x.shape[1]} tokens but the position embedding has "
-                             f"{self.pos.shape[1]}; call set_grid_size()")
-        return x + self.pos.to(x.dtype)
 
     def set_grid_size(self, grid_size: int) -> None:
         self.pos = sincos_2d_position_embedding(
