@@ -216,7 +216,8 @@ def fit(model: nn.Module, train: ImageDataset | None = None, test: ImageDataset 
         from tqdm.auto import tqdm
         # At most one redraw a second: in Jupyter every redraw is two widget messages, and a
         # runner that reads them only after the cell ends (nbval) loses the cell's output once
-        # a long run overflows the kernel's message buffer (~9,000 messages here).
+        # a long run overflows the kernel's message buffers (8,000-9,500 messages on the
+        # development machine: python tools/iopub_capacity.py).
         bar = tqdm(total=total, initial=(start_epoch - 1) * steps_per_epoch, unit="step",
                    desc=f"epoch {start_epoch}/{epochs}", mininterval=1.0)
     try:
