@@ -316,3 +316,19 @@ def test_swapped_parts_plug_into_the_real_model():
     torch.testing.assert_close(theirs(x), ours(x), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(theirs.attention_maps(x), ours.attention_maps(x), rtol=1e-5, atol=1e-5)
     assert "attn_layer" in theirs.custom_layers
+
+
+def test_attention_dropout_drops_weights_once_and_returns_them_undropped():
+    q, k, v = torch.randn(3, 2, 4, 17, 8).unbind(0)
+    torch.manual_seed(0)
+    out, weights = scaled_dot_product_attention(q, k, v, dropout_p=0.5)
+    torch.manual_seed(0)
+    torch.testing.assert_close(out, F.dropout(weights, 0.5) @ v)
+    assert not torch.allclose(out, weights @ v)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 4, 17))
+    # the module's explicit path uses it in training only
+    attn = MultiHeadSelfAttention(embed_dim=32, num_heads=4, attn_dropout=0.5, fused=False)
+    x = torch.randn(2, 17, 32)
+    assert not torch.allclose(attn(x), attn(x))
+    attn.eval()
+    torch.testing.assert_close(attn(x), attn(x))

@@ -17,20 +17,23 @@ from torch import nn
 __all__ = ["scaled_dot_product_attention", "MultiHeadSelfAttention"]
 
 
-def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
+                                 dropout_p: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """softmax(q k^T / sqrt(d)) v in plain tensor math; returns (output, attention weights).
 
     q, k: [..., N, d], v: [..., N, d_v] -> output [..., N, d_v], weights [..., N, N].
     Dividing by sqrt(d) keeps the dot products at unit scale, so the softmax does not
-    saturate into a one-hot (and stop passing gradients) as d grows.
+    saturate into a one-hot (and stop passing gradients) as d grows. ``dropout_p`` drops
+    weights before they average the values (as the fused kernel does); the weights returned
+    are the ones before dropout.
     """
     if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
         raise ValueError(f"incompatible shapes q {tuple(q.shape)}, k {tuple(k.shape)}, "
                          f"v {tuple(v.shape)}: q and k need the same last dim, k and v the same length")
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # [..., N, N]
     weights = scores.softmax(dim=-1)
-    return weights @ v, weights
+    dropped = F.dropout(weights, dropout_p) if dropout_p else weights
+    return dropped @ v, weights
 
 
 class MultiHeadSelfAttention(nn.Module):
@@ -71,9 +74,7 @@ class MultiHeadSelfAttention(nn.Module):
                             three=3, h=self.num_heads).unbind(0)
         dropout = self.attn_dropout if self.training else 0.0
         if need_weights or not self.use_fused(q):
-            out, weights = scaled_dot_product_attention(q, k, v)
-            if dropout:
-                out = F.dropout(weights, dropout) @ v
+            out, weights = scaled_dot_product_attention(q, k, v, dropout_p=dropout)
         else:
             out, weights = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout), None
         out = self.proj_drop(self.proj(rearrange(out, "b h n d -> b n (h d)")))  # [B, N, D]
