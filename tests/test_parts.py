@@ -18,6 +18,7 @@ from vitlearn import (
     PositionEmbedding,
     TransformerEncoder,
     patchify,
+    record_attention,
     resample_position_embedding,
     scaled_dot_product_attention,
     sincos_2d_position_embedding,
@@ -158,9 +159,10 @@ def test_encoder_block_equals_pre_norm_transformer_encoder_layer():
     ref = _torch_layer_from(block).eval()
     x = torch.randn(3, 17, 32)
     torch.testing.assert_close(block(x), ref(x), rtol=1e-5, atol=1e-5)
-    out, w = block(x, need_weights=True)
+    with record_attention(block) as maps:
+        out = block(x)
     torch.testing.assert_close(out, ref(x), rtol=1e-5, atol=1e-5)
-    assert w.shape == (3, 4, 17, 17)
+    assert len(maps) == 1 and maps[0].shape == (3, 4, 17, 17)
 
 
 def test_transformer_encoder_stacks_blocks_and_returns_all_maps():
@@ -170,9 +172,10 @@ def test_transformer_encoder_stacks_blocks_and_returns_all_maps():
     for block in enc.blocks:
         y = block(y)
     torch.testing.assert_close(enc(x), y)
-    out, maps = enc(x, need_weights=True)
+    with record_attention(enc) as maps:
+        out = enc(x)
     torch.testing.assert_close(out, y, rtol=1e-5, atol=1e-5)
-    assert maps.shape == (2, 3, 2, 9, 9)
+    assert [m.shape for m in maps] == [(2, 2, 9, 9)] * 3
 
 
 def test_mlp_shapes():
@@ -219,7 +222,8 @@ def test_forward_equals_hand_written_pipeline():
 def test_fused_and_explicit_paths_give_the_same_model_output():
     model = vitlearn.ViT().eval()
     x = torch.randn(3, 1, 28, 28)
-    tokens, _ = model.encoder(model.embed(x), need_weights=True)
+    with record_attention(model.encoder):  # every layer on the explicit path
+        tokens = model.encoder(model.embed(x))
     for fused in (True, False, None):
         for block in model.encoder.blocks:
             block.attn.fused = fused

@@ -5,17 +5,19 @@ The public parts, in the order of the paper's pipeline::
     patchify / unpatchify / PatchEmbedding           steps 2-4   vitlearn.patches
     ClassToken / PositionEmbedding / sin-cos          steps 5-6   vitlearn.tokens
     scaled_dot_product_attention / MultiHeadSelfAttention  step 7   vitlearn.attention
+    record_attention (attention maps of any model)
     MLP / EncoderBlock / TransformerEncoder           step 7      vitlearn.encoder
     ClassificationHead                                step 8      vitlearn.head
-    ViT                                               all         vitlearn.model
+    ViTConfig / ViT                                   all         vitlearn.model
 """
 
-from .attention import MultiHeadSelfAttention, scaled_dot_product_attention
+from . import checks
+from .attention import MultiHeadSelfAttention, record_attention, scaled_dot_product_attention
 from .checkpoint import CheckpointError, load, load_checkpoint, save
 from .data import DataNotFoundError, ImageDataset, load_dataset
 from .encoder import MLP, EncoderBlock, TransformerEncoder
 from .head import ClassificationHead
-from .model import ViT
+from .model import ViT, ViTConfig, eval_mode
 from .patches import PatchEmbedding, patchify, unpatchify
 from .tokens import (
                      ClassToken,
@@ -32,8 +34,8 @@ __all__ = [
     "patchify", "unpatchify", "PatchEmbedding",
     "ClassToken", "PositionEmbedding", "SinCosPositionEmbedding",
     "sincos_2d_position_embedding", "resample_position_embedding",
-    "scaled_dot_product_attention", "MultiHeadSelfAttention",
-    "MLP", "EncoderBlock", "TransformerEncoder", "ClassificationHead", "ViT",
+    "scaled_dot_product_attention", "MultiHeadSelfAttention", "record_attention",
+    "MLP", "EncoderBlock", "TransformerEncoder", "ClassificationHead", "ViT", "ViTConfig", "eval_mode",
     "ImageDataset", "load_dataset", "DataNotFoundError",
     "fit", "evaluate", "History", "Evaluation", "default_device",
     "save", "load", "load_checkpoint", "CheckpointError",

@@ -7,14 +7,27 @@ average of the values, weighted by how well that token's query matches every key
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-__all__ = ["scaled_dot_product_attention", "MultiHeadSelfAttention"]
+from .contract import check_dropout, check_positive_int
+
+__all__ = ["scaled_dot_product_attention", "MultiHeadSelfAttention", "record_attention", "check_heads"]
+
+
+def check_heads(embed_dim: int, num_heads: int) -> None:
+    """The one check that the heads split the embedding evenly (each gets D/h dimensions)."""
+    if embed_dim % num_heads:
+        divisors = [h for h in range(1, embed_dim + 1) if embed_dim % h == 0]
+        raise ValueError(f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}; "
+                         f"choose num_heads from {divisors} or change embed_dim")
 
 
 def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
@@ -44,8 +57,7 @@ class MultiHeadSelfAttention(nn.Module):
     above, which ``need_weights=True`` always uses because only it has the weights
     [B, h, N, N] to return. ``fused=None`` (default) picks the faster one per call: the fused
     kernel on GPUs and for all but very short sequences; the explicit math on a CPU for very
-    short ones, where the fused kernel's blocking costs more than it saves (ViT on MNIST,
-    17 tokens: the whole train step ~4% faster; at 50 tokens the fused kernel wins;
+    short ones, where the fused kernel's blocking costs more than it saves (measured by
     ``python benchmarks/attention_paths.py``). ``fused=True`` / ``False`` forces a path.
     """
 
@@ -56,10 +68,9 @@ class MultiHeadSelfAttention(nn.Module):
                  attn_dropout: float = 0.0, proj_dropout: float = 0.0,
                  fused: bool | None = None):
         super().__init__()
-        if embed_dim % num_heads:
-            divisors = [h for h in range(1, embed_dim + 1) if embed_dim % h == 0]
-            raise ValueError(f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}; "
-                             f"choose num_heads from {divisors} or change embed_dim")
+        check_positive_int("MultiHeadSelfAttention", embed_dim=embed_dim, num_heads=num_heads)
+        check_dropout("MultiHeadSelfAttention", attn_dropout=attn_dropout, proj_dropout=proj_dropout)
+        check_heads(embed_dim, num_heads)
         self.embed_dim, self.num_heads = embed_dim, num_heads
         self.head_dim = embed_dim // num_heads
         self.attn_dropout = attn_dropout
@@ -85,3 +96,60 @@ class MultiHeadSelfAttention(nn.Module):
         if self.fused is not None:
             return self.fused
         return q.device.type != "cpu" or q.shape[-2] > self.CPU_MATH_MAX_TOKENS
+
+
+def _takes_need_weights(module: nn.Module) -> bool:
+    try:
+        return "need_weights" in inspect.signature(module.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+@contextmanager
+def record_attention(module: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Record the attention weights of every attention layer in ``module`` while it runs.
+
+    ::
+
+        with record_attention(model.encoder) as maps:
+            out = model.encoder(tokens)      # runs as usual, returns only the tokens
+        maps[i]                              # layer i's weights [B, heads, N, N]
+
+    The attention layers are the submodules registered as ``attn`` (``block.attn``), or
+    ``module`` itself when it has none and its ``forward`` takes ``need_weights``. Hooks ask
+    each of them for its weights (``need_weights=True``), keep them in the list (in the order
+    the layers run) and hand the rest of the model only the output, so no other layer needs to
+    know. The hooks are removed on exit, also when the forward pass raises. Like the timm
+    ``forward_intermediates`` and vit-pytorch ``Recorder`` approaches, this leaves the forward
+    code of the blocks untouched.
+    """
+    layers = [m for name, m in module.named_modules() if name.rsplit(".", 1)[-1] == "attn"]
+    if not layers and _takes_need_weights(module):
+        layers = [module]
+    if not layers:
+        raise ValueError(f"{type(module).__name__} has no attention layer to record: none of its "
+                         f"submodules is registered as `attn` (self.attn = ...) and its forward "
+                         f"takes no need_weights argument")
+    maps: list[torch.Tensor] = []
+
+    def ask_for_weights(layer, args, kwargs):
+        if len(args) < 2:  # need_weights not given positionally
+            kwargs = {**kwargs, "need_weights": True}
+        return args, kwargs
+
+    def keep_weights(layer, args, output):
+        if not (isinstance(output, tuple) and len(output) == 2 and isinstance(output[1], torch.Tensor)):
+            raise TypeError(f"{type(layer).__name__}.forward(x, need_weights=True) must return "
+                            f"(out, weights [B, heads, N, N]); got {type(output).__name__}")
+        maps.append(output[1])
+        return output[0]
+
+    handles = []
+    try:
+        for layer in layers:
+            handles.append(layer.register_forward_pre_hook(ask_for_weights, with_kwargs=True))
+            handles.append(layer.register_forward_hook(keep_weights))
+        yield maps
+    finally:
+        for handle in handles:
+            handle.remove()

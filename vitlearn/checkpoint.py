@@ -4,9 +4,11 @@ sent you cannot run their code."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import pickle
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["save", "load", "load_checkpoint", "CheckpointError", "FORMAT"]
+__all__ = ["save", "load", "load_checkpoint", "check_writable", "checkpoint_path", "CheckpointError",
+           "FORMAT"]
 
 FORMAT = "vitlearn.checkpoint"
 VERSION = 1
@@ -38,6 +41,34 @@ def _digest(state_dict: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def checkpoint_path(pattern: str | os.PathLike, epoch: int) -> Path:
+    """The file for ``epoch``: ``"run-{epoch}.pt"`` -> run-3.pt; a plain path is used as is."""
+    try:
+        return Path(str(pattern).format(epoch=epoch))
+    except (KeyError, IndexError, ValueError) as err:
+        raise ValueError(f"checkpoint={str(pattern)!r}: the only placeholder a checkpoint path may "
+                         f"hold is {{epoch}} (e.g. 'run-{{epoch}}.pt'); got {type(err).__name__}: "
+                         f"{err}") from None
+
+
+def check_writable(pattern: str | os.PathLike) -> Path:
+    """Make sure a checkpoint can be written at ``pattern`` *before* training: create its folder
+    and a scratch file in it, so a typo or a read-only folder fails now, not after an epoch."""
+    path = checkpoint_path(pattern, epoch=1)
+    if path.is_dir():
+        raise IsADirectoryError(f"checkpoint={str(pattern)!r} is a folder; give a file name such "
+                                f"as {str(path / 'vit.pt')!r}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".test"):
+            pass
+    except OSError as err:
+        raise PermissionError(f"cannot write the checkpoint {str(path)!r} ({type(err).__name__}: "
+                              f"{err.strerror or err}); choose a path in a folder you can write to"
+                              ) from None
+    return path
+
+
 def save(model: nn.Module, path: str | os.PathLike, *, optimizer=None, scheduler=None,
          epoch: int | None = None, history: dict | None = None, train_config: dict | None = None,
          dataset: dict | None = None) -> Path:
@@ -48,7 +79,7 @@ def save(model: nn.Module, path: str | os.PathLike, *, optimizer=None, scheduler
                         f"model); got {type(model).__name__}")
     state = {
         "format": FORMAT, "version": VERSION,
-        "config": dict(model.config),
+        "config": _config_dict(model.config),
         "custom_layers": dict(getattr(model, "custom_layers", {})),
         "model": model.state_dict(),
         "sha256": _digest(model.state_dict()),
@@ -62,6 +93,10 @@ def save(model: nn.Module, path: str | os.PathLike, *, optimizer=None, scheduler
     torch.save(state, tmp)
     os.replace(tmp, path)
     return path
+
+
+def _config_dict(config) -> dict:
+    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
@@ -108,7 +143,7 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu",
         names = ", ".join(f"{k}={state['custom_layers'][k]}" for k in missing)
         raise CheckpointError(f"{path} was saved from a model with custom parts ({names}); pass "
                               f"them again: vitlearn.load(path, {', '.join(f'{k}=...' for k in missing)})")
-    model = ViT(**state["config"], **layers)
+    model = ViT.from_config(state["config"], **layers)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:

@@ -12,7 +12,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .attention import MultiHeadSelfAttention
+from .attention import MultiHeadSelfAttention, check_heads
+from .contract import build_part, check_dropout, check_positive_int
 
 __all__ = ["MLP", "EncoderBlock", "TransformerEncoder"]
 
@@ -22,6 +23,8 @@ class MLP(nn.Module):
 
     def __init__(self, *, embed_dim: int, hidden_dim: int, dropout: float = 0.0):
         super().__init__()
+        check_positive_int("MLP", embed_dim=embed_dim, hidden_dim=hidden_dim)
+        check_dropout("MLP", dropout=dropout)
         self.fc1 = nn.Linear(embed_dim, hidden_dim)
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden_dim, embed_dim)
@@ -31,56 +34,71 @@ class MLP(nn.Module):
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
+def _check_block_args(owner: str, embed_dim: int, num_heads: int, mlp_ratio: float,
+                      dropout: float, attn_dropout: float) -> None:
+    check_positive_int(owner, embed_dim=embed_dim, num_heads=num_heads)
+    if isinstance(mlp_ratio, bool) or not isinstance(mlp_ratio, (int, float)) or \
+            int(embed_dim * mlp_ratio) < 1:
+        raise ValueError(f"{owner}: mlp_ratio must be a number > 0 that gives the MLP at least one "
+                         f"hidden unit (int(embed_dim * mlp_ratio) >= 1), got mlp_ratio={mlp_ratio!r}")
+    check_dropout(owner, dropout=dropout, attn_dropout=attn_dropout)
+    check_heads(embed_dim, num_heads)
+
+
 class EncoderBlock(nn.Module):
-    """Pre-LayerNorm block. ``attn_layer`` builds the attention module, so a learner's own
-    class (taking ``embed_dim=, num_heads=`` and returning ``(out, weights)`` when called
-    with ``need_weights=True``) can replace ours."""
+    """Pre-LayerNorm block. ``attn_layer`` builds the attention module (default: ours), so a
+    learner's class can replace it. It is called as ``attn_layer(embed_dim=, num_heads=)``,
+    plus ``attn_dropout=`` / ``proj_dropout=`` when those are not 0, and must return
+    ``(out, weights)`` when called with ``need_weights=True`` (:func:`record_attention`)."""
 
     def __init__(self, *, embed_dim: int, num_heads: int, mlp_ratio: float = 2.0,
                  dropout: float = 0.0, attn_dropout: float = 0.0,
-                 attn_layer: Callable[..., nn.Module] = MultiHeadSelfAttention,
+                 attn_layer: Callable[..., nn.Module] | None = None,
                  norm_eps: float = 1e-6):
         super().__init__()
+        _check_block_args("EncoderBlock", embed_dim, num_heads, mlp_ratio, dropout, attn_dropout)
+        options = {}
+        if attn_dropout:
+            options["attn_dropout"] = (attn_dropout, f"attn_dropout={attn_dropout}")
+        if dropout:
+            options["proj_dropout"] = (dropout, f"dropout={dropout}")
         self.norm1 = nn.LayerNorm(embed_dim, eps=norm_eps)
-        kwargs = {"attn_dropout": attn_dropout, "proj_dropout": dropout} if (
-            attn_layer is MultiHeadSelfAttention) else {}
-        self.attn = attn_layer(embed_dim=embed_dim, num_heads=num_heads, **kwargs)
+        self.attn = build_part(attn_layer or MultiHeadSelfAttention, "attn_layer",
+                               dict(embed_dim=embed_dim, num_heads=num_heads), options)
         self.norm2 = nn.LayerNorm(embed_dim, eps=norm_eps)
         self.mlp = MLP(embed_dim=embed_dim, hidden_dim=int(embed_dim * mlp_ratio), dropout=dropout)
 
-    def forward(self, x: torch.Tensor, need_weights: bool = False):
-        weights = None
-        if need_weights:
-            a, weights = self.attn(self.norm1(x), need_weights=True)
-        else:
-            a = self.attn(self.norm1(x))
-        x = x + a                       # [B, N, D]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))  # [B, N, D]
         x = x + self.mlp(self.norm2(x))
-        return (x, weights) if need_weights else x
+        return x
 
 
 class TransformerEncoder(nn.Module):
-    """``depth`` blocks in a row. ``block_fn`` builds each block (same keyword arguments as
-    :class:`EncoderBlock`)."""
+    """``depth`` blocks in a row. ``block_fn`` builds each block (default: :class:`EncoderBlock`),
+    called as ``block_fn(embed_dim=, num_heads=, mlp_ratio=)``, plus ``dropout=``,
+    ``attn_dropout=`` and ``attn_layer=`` when they are set. Attention maps:
+    :func:`vitlearn.attention.record_attention`."""
 
     def __init__(self, *, embed_dim: int, depth: int, num_heads: int, mlp_ratio: float = 2.0,
                  dropout: float = 0.0, attn_dropout: float = 0.0,
-                 attn_layer: Callable[..., nn.Module] = MultiHeadSelfAttention,
-                 block_fn: Callable[..., nn.Module] = EncoderBlock):
+                 attn_layer: Callable[..., nn.Module] | None = None,
+                 block_fn: Callable[..., nn.Module] | None = None):
         super().__init__()
-        kwargs = dict(embed_dim=embed_dim, num_heads=num_heads, mlp_ratio=mlp_ratio,
-                      dropout=dropout, attn_dropout=attn_dropout)
-        if attn_layer is not MultiHeadSelfAttention:
-            kwargs["attn_layer"] = attn_layer
-        self.blocks = nn.ModuleList(block_fn(**kwargs) for _ in range(depth))
+        check_positive_int("TransformerEncoder", depth=depth)
+        _check_block_args("TransformerEncoder", embed_dim, num_heads, mlp_ratio, dropout, attn_dropout)
+        options = {}
+        if dropout:
+            options["dropout"] = (dropout, f"dropout={dropout}")
+        if attn_dropout:
+            options["attn_dropout"] = (attn_dropout, f"attn_dropout={attn_dropout}")
+        if attn_layer is not None:
+            options["attn_layer"] = (attn_layer, f"attn_layer={getattr(attn_layer, '__name__', attn_layer)}")
+        shape = dict(embed_dim=embed_dim, num_heads=num_heads, mlp_ratio=mlp_ratio)
+        self.blocks = nn.ModuleList(build_part(block_fn or EncoderBlock, "block_fn", shape, options)
+                                    for _ in range(depth))
 
-    def forward(self, x: torch.Tensor, need_weights: bool = False):
-        if not need_weights:
-            for block in self.blocks:
-                x = block(x)
-            return x
-        maps = []
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
-            x, w = block(x, need_weights=True)
-            maps.append(w)
-        return x, torch.stack(maps, dim=1)  # [B, depth, h, N, N]
+            x = block(x)
+        return x  # [B, N, D]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .contract import check_positive_int
+
 __all__ = ["ClassificationHead"]
 
 
@@ -18,6 +20,7 @@ class ClassificationHead(nn.Module):
 
     def __init__(self, *, embed_dim: int, num_classes: int, norm_eps: float = 1e-6):
         super().__init__()
+        check_positive_int("ClassificationHead", embed_dim=embed_dim, num_classes=num_classes)
         self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
         self.fc = nn.Linear(embed_dim, num_classes)
 

@@ -8,9 +8,13 @@
       -> pool [CLS] (or mean) [B, D]
       -> head                 [B, classes]   step 8    (head.py)
 
+The shape of the model is one :class:`ViTConfig` (as nanoGPT's ``GPTConfig``): the model
+keeps it as ``model.config``, checkpoints store it, the command line builds it.
+
 Every part is built by a constructor argument (``embed_layer``, ``cls_token_layer``,
-``pos_embed_layer``, ``attn_layer``, ``block_fn``, ``head_layer``), each called with keyword
-arguments, so a hand-written part can be plugged into the real model.
+``pos_embed_layer``, ``attn_layer``, ``block_fn``, ``head_layer``; None means ours), each
+called with keyword arguments (:mod:`vitlearn.contract`), so a hand-written part can be
+plugged into the real model.
 Initialisation follows vit-pytorch: PyTorch's default Linear init, and [CLS] and position
 embeddings drawn from N(0, 1). timm's N(0, 0.02) everywhere suits long ImageNet schedules;
 on MNIST in a few epochs it learns far slower (``benchmarks/init_comparison.py``).
@@ -21,96 +25,191 @@ The default (patch 7, D=64, depth 4, 4 heads, MLP 128) has 139,018 parameters
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .attention import MultiHeadSelfAttention
-from .encoder import EncoderBlock, TransformerEncoder
+from .attention import check_heads, record_attention
+from .contract import build_part, check_dropout, check_positive_int, part_name
+from .encoder import TransformerEncoder
 from .head import ClassificationHead
-from .patches import PatchEmbedding, check_images
+from .patches import PatchEmbedding, check_images, check_patch_size
 from .tokens import ClassToken, PositionEmbedding, SinCosPositionEmbedding
 
-__all__ = ["ViT", "POOLS", "POS_EMBEDS"]
+__all__ = ["ViT", "ViTConfig", "eval_mode", "POOLS", "POS_EMBEDS"]
 
 POOLS = ("cls", "mean")
 POS_EMBEDS = ("learned", "sincos", "none")
-_BUILTIN = {PatchEmbedding, ClassToken, MultiHeadSelfAttention, EncoderBlock, ClassificationHead}
 
 
-class ViT(nn.Module):
-    def __init__(self, *, img_size: int = 28, patch_size: int = 7, in_chans: int = 1,
-                 num_classes: int = 10, embed_dim: int = 64, depth: int = 4, num_heads: int = 4,
-                 mlp_ratio: float = 2.0, pool: str = "cls", pos_embed: str = "learned",
-                 dropout: float = 0.0, attn_dropout: float = 0.0,
-                 embed_layer: Callable[..., nn.Module] = PatchEmbedding,
-                 cls_token_layer: Callable[..., nn.Module] = ClassToken,
-                 pos_embed_layer: Callable[..., nn.Module] | None = None,
-                 attn_layer: Callable[..., nn.Module] = MultiHeadSelfAttention,
-                 block_fn: Callable[..., nn.Module] = EncoderBlock,
-                 head_layer: Callable[..., nn.Module] = ClassificationHead):
-        super().__init__()
-        if pool not in POOLS:
-            raise ValueError(f"unknown pool={pool!r}; use one of {POOLS}")
-        if pos_embed not in POS_EMBEDS:
-            raise ValueError(f"unknown pos_embed={pos_embed!r}; use one of {POS_EMBEDS}")
-        if img_size % patch_size:
-            divisors = [p for p in range(1, img_size + 1) if img_size % p == 0]
-            raise ValueError(f"img_size={img_size} is not divisible by patch_size={patch_size}; "
-                             f"choose patch_size from {divisors}")
-        if embed_dim % num_heads:
-            divisors = [h for h in range(1, embed_dim + 1) if embed_dim % h == 0]
-            raise ValueError(f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}; "
-                             f"choose num_heads from {divisors} or change embed_dim")
-        self.config = dict(img_size=img_size, patch_size=patch_size, in_chans=in_chans,
-                           num_classes=num_classes, embed_dim=embed_dim, depth=depth,
-                           num_heads=num_heads, mlp_ratio=mlp_ratio, pool=pool,
-                           pos_embed=pos_embed, dropout=dropout, attn_dropout=attn_dropout)
-        self.custom_layers = {name: f"{fn.__module__}.{fn.__qualname__}" for name, fn in
-                              dict(embed_layer=embed_layer, cls_token_layer=cls_token_layer,
-                                   pos_embed_layer=pos_embed_layer, attn_layer=attn_layer,
-                                   block_fn=block_fn, head_layer=head_layer).items()
-                              if fn is not None and fn not in _BUILTIN}
-        self.img_size, self.patch_size, self.in_chans = img_size, patch_size, in_chans
-        self.pool = pool
-        num_patches = (img_size // patch_size) ** 2
-        num_prefix = 1 if pool == "cls" else 0
+@dataclass
+class ViTConfig:
+    """Everything that fixes the shape of a ViT (not its weights). Checked when it is made,
+    so a ViT never exists with a configuration that cannot run."""
 
-        self.patch_embed = embed_layer(img_size=img_size, patch_size=patch_size,
-                                       in_chans=in_chans, embed_dim=embed_dim)  # steps 2-4
-        self.cls_token = cls_token_layer(embed_dim=embed_dim) if pool == "cls" else None  # step 5
-        if pos_embed_layer is not None:                                              # step 6
-            self.pos_embed = pos_embed_layer(num_patches=num_patches, embed_dim=embed_dim,
-                                             num_prefix_tokens=num_prefix)
-        elif pos_embed == "learned":
-            self.pos_embed = PositionEmbedding(num_patches=num_patches, embed_dim=embed_dim,
-                                               num_prefix_tokens=num_prefix)
-        elif pos_embed == "sincos":
-            self.pos_embed = SinCosPositionEmbedding(num_patches=num_patches, embed_dim=embed_dim,
-                                                     num_prefix_tokens=num_prefix)
-        else:
-            self.pos_embed = None
-        self.dropout = nn.Dropout(dropout)
-        self.encoder = TransformerEncoder(embed_dim=embed_dim, depth=depth, num_heads=num_heads,
-                                          mlp_ratio=mlp_ratio, dropout=dropout,
-                                          attn_dropout=attn_dropout, attn_layer=attn_layer,
-                                          block_fn=block_fn)                         # step 7
-        self.head = head_layer(embed_dim=embed_dim, num_classes=num_classes)         # step 8
+    img_size: int = 28        # images are img_size x img_size pixels
+    patch_size: int = 7       # cut into (img_size / patch_size)^2 patches
+    in_chans: int = 1         # colour channels (1 for MNIST)
+    num_classes: int = 10
+    embed_dim: int = 64       # D: the width of every token
+    depth: int = 4            # encoder blocks
+    num_heads: int = 4        # attention heads per block (each D / num_heads wide)
+    mlp_ratio: float = 2.0    # MLP hidden width = mlp_ratio * D
+    pool: str = "cls"         # "cls": classify the [CLS] token; "mean": the mean of the patches
+    pos_embed: str = "learned"  # "learned", "sincos" (fixed) or "none"
+    dropout: float = 0.0
+    attn_dropout: float = 0.0
+
+    def __post_init__(self):
+        check_positive_int("ViT", img_size=self.img_size, patch_size=self.patch_size,
+                           in_chans=self.in_chans, num_classes=self.num_classes,
+                           embed_dim=self.embed_dim, depth=self.depth, num_heads=self.num_heads)
+        if isinstance(self.mlp_ratio, bool) or not isinstance(self.mlp_ratio, (int, float)) or \
+                int(self.embed_dim * self.mlp_ratio) < 1:
+            raise ValueError(f"ViT: mlp_ratio must be a number > 0 that gives the MLP at least one "
+                             f"hidden unit, got mlp_ratio={self.mlp_ratio!r}")
+        check_dropout("ViT", dropout=self.dropout, attn_dropout=self.attn_dropout)
+        if self.pool not in POOLS:
+            raise ValueError(f"unknown pool={self.pool!r}; use one of {POOLS}")
+        if self.pos_embed not in POS_EMBEDS:
+            raise ValueError(f"unknown pos_embed={self.pos_embed!r}; use one of {POS_EMBEDS}")
+        check_patch_size(self.img_size, self.patch_size)
+        check_heads(self.embed_dim, self.num_heads)
+
+    @property
+    def grid_size(self) -> int:
+        return self.img_size // self.patch_size
 
     @property
     def num_patches(self) -> int:
-        return (self.img_size // self.patch_size) ** 2
+        return self.grid_size ** 2
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return 1 if self.pool == "cls" else 0
+
+    def replace(self, **changes) -> ViTConfig:
+        """A copy with some fields changed (and checked again)."""
+        return dataclasses.replace(self, **changes)
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run ``model`` in eval mode without gradients, then restore its train/eval mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
+
+
+_DEFAULT = ViTConfig()
+
+
+class ViT(nn.Module):
+    """The Vision Transformer. ``ViT(depth=6)`` or ``ViT.from_config(ViTConfig(depth=6))``;
+    the keyword arguments are the fields of :class:`ViTConfig` plus the parts."""
+
+    def __init__(self, *, img_size: int = _DEFAULT.img_size, patch_size: int = _DEFAULT.patch_size,
+                 in_chans: int = _DEFAULT.in_chans, num_classes: int = _DEFAULT.num_classes,
+                 embed_dim: int = _DEFAULT.embed_dim, depth: int = _DEFAULT.depth,
+                 num_heads: int = _DEFAULT.num_heads, mlp_ratio: float = _DEFAULT.mlp_ratio,
+                 pool: str = _DEFAULT.pool, pos_embed: str = _DEFAULT.pos_embed,
+                 dropout: float = _DEFAULT.dropout, attn_dropout: float = _DEFAULT.attn_dropout,
+                 embed_layer: Callable[..., nn.Module] | None = None,
+                 cls_token_layer: Callable[..., nn.Module] | None = None,
+                 pos_embed_layer: Callable[..., nn.Module] | None = None,
+                 attn_layer: Callable[..., nn.Module] | None = None,
+                 block_fn: Callable[..., nn.Module] | None = None,
+                 head_layer: Callable[..., nn.Module] | None = None):
+        super().__init__()
+        cfg = self.config = ViTConfig(
+            img_size=img_size, patch_size=patch_size, in_chans=in_chans, num_classes=num_classes,
+            embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio, pool=pool,
+            pos_embed=pos_embed, dropout=dropout, attn_dropout=attn_dropout)
+        parts = dict(embed_layer=embed_layer, cls_token_layer=cls_token_layer,
+                     pos_embed_layer=pos_embed_layer, attn_layer=attn_layer, block_fn=block_fn,
+                     head_layer=head_layer)
+        self.custom_layers = {name: part_name(fn) for name, fn in parts.items() if fn is not None}
+        if cls_token_layer is not None and cfg.pool != "cls":
+            raise ValueError(f"cls_token_layer is only used with pool='cls' (pool={cfg.pool!r} has "
+                             f"no [CLS] token); drop cls_token_layer or use pool='cls'")
+        if pos_embed_layer is not None and cfg.pos_embed != "learned":
+            raise ValueError(f"pos_embed_layer replaces the pos_embed={cfg.pos_embed!r} choice; "
+                             f"pass one of them, not both")
+
+        self.patch_embed = build_part(embed_layer or PatchEmbedding, "embed_layer", dict(  # steps 2-4
+            img_size=cfg.img_size, patch_size=cfg.patch_size, in_chans=cfg.in_chans,
+            embed_dim=cfg.embed_dim))
+        if hasattr(self.patch_embed, "check_input"):
+            self.patch_embed.check_input = False  # embed() checks the images once, here
+        self.cls_token = build_part(cls_token_layer or ClassToken, "cls_token_layer",  # step 5
+                                    dict(embed_dim=cfg.embed_dim)) if cfg.pool == "cls" else None
+        positions = {"learned": PositionEmbedding, "sincos": SinCosPositionEmbedding}  # step 6
+        pos_layer = pos_embed_layer or positions.get(cfg.pos_embed)
+        self.pos_embed = build_part(pos_layer, "pos_embed_layer", dict(
+            num_patches=cfg.num_patches, embed_dim=cfg.embed_dim,
+            num_prefix_tokens=cfg.num_prefix_tokens)) if pos_layer is not None else None
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.encoder = TransformerEncoder(                                                # step 7
+            embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads,
+            mlp_ratio=cfg.mlp_ratio, dropout=cfg.dropout, attn_dropout=cfg.attn_dropout,
+            attn_layer=attn_layer, block_fn=block_fn)
+        self.head = build_part(head_layer or ClassificationHead, "head_layer",             # step 8
+                               dict(embed_dim=cfg.embed_dim, num_classes=cfg.num_classes))
+
+    @classmethod
+    def from_config(cls, config: ViTConfig | dict, **parts) -> ViT:
+        """A ViT of this configuration (a :class:`ViTConfig` or its dict, as checkpoints store)."""
+        fields = dataclasses.asdict(config) if isinstance(config, ViTConfig) else dict(config)
+        return cls(**fields, **parts)
+
+    # The attributes a learner reads most, kept in step with the config.
+    @property
+    def img_size(self) -> int:
+        return self.config.img_size
+
+    @property
+    def patch_size(self) -> int:
+        return self.config.patch_size
+
+    @property
+    def in_chans(self) -> int:
+        return self.config.in_chans
+
+    @property
+    def pool(self) -> str:
+        return self.config.pool
+
+    @property
+    def num_patches(self) -> int:
+        return self.config.num_patches
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """Steps 1-6: images [B, C, H, W] -> tokens [B, 1+N, D] ready for the encoder."""
-        check_images(images, self.patch_size, in_chans=self.in_chans, img_size=self.img_size)
+        """Steps 1-6: images [B, C, H, W] -> tokens [B, 1+N, D] ready for the encoder.
+
+        The images are checked here, once per forward pass, against the model: a tensor of
+        4 dimensions, the dtype of the weights (not raw uint8 pixels), the channels and size.
+        """
+        check_images(images, self.patch_size, in_chans=self.in_chans, img_size=self.img_size,
+                     dtype=self.dtype)
         x = self.patch_embed(images)         # [B, N, D]
         if self.cls_token is not None:
             x = self.cls_token(x)            # [B, 1+N, D]
         if self.pos_embed is not None:
             x = self.pos_embed(x)
         return self.dropout(x)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the model computes in (that of its first parameter)."""
+        return next(self.parameters()).dtype
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         """Steps 1-7: the encoded tokens [B, 1+N, D] (no [CLS] with pool='mean': [B, N, D])."""
@@ -124,40 +223,36 @@ class ViT(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(images))  # logits [B, classes]
 
-    @torch.no_grad()
     def predict_proba(self, images: torch.Tensor) -> torch.Tensor:
         """Class probabilities softmax(logits) [B, classes], in eval mode."""
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             return self(images).softmax(dim=-1)
-        finally:
-            self.train(was_training)
 
-    @torch.no_grad()
     def attention_maps(self, images: torch.Tensor) -> torch.Tensor:
         """Attention weights of every layer and head: [B, depth, heads, T, T], T = 1+N with
-        [CLS] (N with pool='mean'). Uses the explicit attention path, so it works whatever
-        path ``forward`` uses."""
-        was_training = self.training
-        self.eval()
-        try:
-            _, maps = self.encoder(self.embed(images), need_weights=True)
-        finally:
-            self.train(was_training)
-        return maps
+        [CLS] (N with pool='mean'), recorded by :func:`~vitlearn.attention.record_attention`
+        in eval mode (the explicit attention path, whatever path ``forward`` uses)."""
+        with eval_mode(self), record_attention(self.encoder) as maps:
+            self.forward_features(images)
+        return torch.stack(maps, dim=1)
+
+    def no_weight_decay(self) -> set[str]:
+        """Names of the parameters that AdamW must not decay towards zero: the [CLS] token and
+        the position embeddings, whoever wrote those parts (timm's convention). Norms and
+        biases are not listed: ``make_optimizer`` decays only Linear/Conv weights anyway."""
+        names = set()
+        for prefix, part in (("cls_token", self.cls_token), ("pos_embed", self.pos_embed)):
+            if part is not None:
+                names |= {f"{prefix}.{name}" for name, _ in part.named_parameters()}
+        return names
 
     def set_img_size(self, img_size: int) -> ViT:
         """Run at a new resolution: resample the position embeddings to the new patch grid."""
-        if img_size % self.patch_size:
-            raise ValueError(f"img_size={img_size} is not divisible by patch_size="
-                             f"{self.patch_size}; pick a multiple of {self.patch_size}")
-        grid = img_size // self.patch_size
+        self.config = self.config.replace(img_size=img_size)  # checks img_size
+        grid = self.config.grid_size
         if self.pos_embed is not None:
             self.pos_embed.set_grid_size(grid)
-        self.img_size = self.config["img_size"] = img_size
         for attr, value in (("img_size", img_size), ("grid_size", grid), ("num_patches", grid * grid)):
             if hasattr(self.patch_embed, attr):
                 setattr(self.patch_embed, attr, value)
         return self
-

@@ -11,12 +11,28 @@ import torch
 from einops import rearrange
 from torch import nn
 
-__all__ = ["patchify", "unpatchify", "PatchEmbedding", "check_images"]
+from .contract import check_positive_int
+
+__all__ = ["patchify", "unpatchify", "PatchEmbedding", "check_images", "check_patch_size"]
+
+
+def check_patch_size(img_size: int, patch_size: int, *, what: str = "img_size") -> None:
+    """The one check that patches tile the image: ``img_size`` must be a multiple of ``patch_size``."""
+    check_positive_int("patches", patch_size=patch_size)
+    if img_size % patch_size:
+        divisors = [p for p in range(1, img_size + 1) if img_size % p == 0]
+        raise ValueError(f"{what}={img_size} is not divisible by patch_size={patch_size}; pick a "
+                         f"multiple of {patch_size}, or choose patch_size from {divisors} "
+                         f"(or pad/resize the images)")
 
 
 def check_images(images: torch.Tensor, patch_size: int, *, in_chans: int | None = None,
-                 img_size: int | None = None) -> None:
-    """Raise a ValueError that says what to change when ``images`` cannot be patchified."""
+                 img_size: int | None = None, dtype: torch.dtype | None = None) -> None:
+    """Raise an error that says what to change when ``images`` cannot go into the model.
+
+    ``dtype`` is the dtype of the model's weights: raw uint8 pixels, or float64 images for a
+    float32 model, would otherwise fail deep inside a matrix multiplication.
+    """
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"expected a torch.Tensor of images [B, C, H, W], got {type(images).__name__}")
     if images.ndim != 4:
@@ -24,6 +40,13 @@ def check_images(images: torch.Tensor, patch_size: int, *, in_chans: int | None 
                 " Add channel and batch dimensions with images[None, None]." if images.ndim == 2 else "")
         raise ValueError(f"expected a 4-D batch of images [B, C, H, W], got shape "
                          f"{tuple(images.shape)}.{hint}")
+    if dtype is not None and images.dtype != dtype:
+        if not images.dtype.is_floating_point:
+            raise TypeError(f"the images are {images.dtype} (raw pixel values?) but the model computes "
+                            f"in {dtype}; convert with images.float() / 255 and normalise "
+                            f"(vitlearn.data.normalize(images, mean, std), or dataset.tensors())")
+        raise TypeError(f"the images are {images.dtype} but the model's weights are {dtype}; convert "
+                        f"with images.float() (or images.to({dtype})), or model.to({images.dtype})")
     _, c, h, w = images.shape
     if in_chans is not None and c != in_chans:
         raise ValueError(f"the model expects {in_chans} channel(s) but the images have {c} "
@@ -33,15 +56,18 @@ def check_images(images: torch.Tensor, patch_size: int, *, in_chans: int | None 
         raise ValueError(f"the model was built for {img_size}x{img_size} images but got {h}x{w}; "
                          f"resize the images, or call model.set_img_size({h}) to resample the "
                          f"position embeddings to the new grid")
-    if h % patch_size or w % patch_size:
-        raise ValueError(f"image size {h}x{w} is not divisible by patch_size={patch_size}; "
-                         f"choose a patch size that divides both sides (for 28: 1, 2, 4, 7, 14, 28) "
-                         f"or pad/resize the images")
+    check_patch_size(h, patch_size, what="image height")
+    check_patch_size(w, patch_size, what="image width")
 
 
 def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
     """[B, C, H, W] -> [B, N, P*P*C]: patches in row-major order, pixels ordered (p1 p2 c)."""
     check_images(images, patch_size)
+    return _patches(images, patch_size)
+
+
+def _patches(images: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """:func:`patchify` without the check, for callers that have already checked."""
     return rearrange(images, "b c (h p1) (w p2) -> b (h w) (p1 p2 c)", p1=patch_size, p2=patch_size)
 
 
@@ -51,8 +77,8 @@ def unpatchify(patches: torch.Tensor, patch_size: int, img_size: int | tuple[int
     h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
     if patches.ndim != 3:
         raise ValueError(f"expected patches [B, N, P*P*C], got shape {tuple(patches.shape)}")
-    if h % patch_size or w % patch_size:
-        raise ValueError(f"img_size {h}x{w} is not divisible by patch_size={patch_size}")
+    check_patch_size(h, patch_size, what="height")
+    check_patch_size(w, patch_size, what="width")
     n, d = (h // patch_size) * (w // patch_size), patch_size * patch_size * in_chans
     if patches.shape[1:] != (n, d):
         raise ValueError(f"for {h}x{w} images, patch_size={patch_size} and in_chans={in_chans} the "
@@ -67,14 +93,19 @@ class PatchEmbedding(nn.Module):
     Because the patches do not overlap, this is the same computation as a Conv2d whose kernel
     and stride both equal the patch size (``from_conv``/``to_conv`` convert the weights).
     The Linear form is the one the paper writes down; it is also what runs here.
+
+    Used alone it checks its input; inside a :class:`~vitlearn.ViT` the model checks the
+    images once, at its entry, and sets ``check_input = False``.
     """
+
+    check_input: bool = True
 
     def __init__(self, *, img_size: int = 28, patch_size: int = 7, in_chans: int = 1,
                  embed_dim: int = 64):
         super().__init__()
-        if img_size % patch_size:
-            raise ValueError(f"img_size={img_size} is not divisible by patch_size={patch_size}; "
-                             f"choose a patch size that divides the image size")
+        check_positive_int("PatchEmbedding", img_size=img_size, patch_size=patch_size,
+                           in_chans=in_chans, embed_dim=embed_dim)
+        check_patch_size(img_size, patch_size)
         self.img_size, self.patch_size, self.in_chans = img_size, patch_size, in_chans
         self.embed_dim = embed_dim
         self.grid_size = img_size // patch_size
@@ -82,8 +113,9 @@ class PatchEmbedding(nn.Module):
         self.proj = nn.Linear(patch_size * patch_size * in_chans, embed_dim)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        check_images(images, self.patch_size, in_chans=self.in_chans)
-        return self.proj(patchify(images, self.patch_size))  # [B, N, D]
+        if self.check_input:
+            check_images(images, self.patch_size, in_chans=self.in_chans, dtype=self.proj.weight.dtype)
+        return self.proj(_patches(images, self.patch_size))  # [B, N, D]
 
     @torch.no_grad()
     def load_conv(self, conv: nn.Conv2d) -> PatchEmbedding:

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
+from .contract import check_positive_int
+
 __all__ = ["ClassToken", "PositionEmbedding", "SinCosPositionEmbedding",
            "sincos_2d_position_embedding", "resample_position_embedding"]
 
@@ -23,6 +25,7 @@ class ClassToken(nn.Module):
 
     def __init__(self, *, embed_dim: int):
         super().__init__()
+        check_positive_int("ClassToken", embed_dim=embed_dim)
         self.token = nn.Parameter(torch.randn(1, 1, embed_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -56,6 +59,8 @@ class PositionEmbedding(_AddedPositions):
 
     def __init__(self, *, num_patches: int, embed_dim: int, num_prefix_tokens: int = 1):
         super().__init__()
+        check_positive_int("PositionEmbedding", num_patches=num_patches, embed_dim=embed_dim)
+        check_positive_int("PositionEmbedding", minimum=0, num_prefix_tokens=num_prefix_tokens)
         self.num_prefix_tokens = num_prefix_tokens
         # N(0, 1), as vit-pytorch: at the scale of the patch embeddings, so positions are
         # visible from the first step instead of drowned out by content.
@@ -93,6 +98,8 @@ class SinCosPositionEmbedding(_AddedPositions):
 
     def __init__(self, *, num_patches: int, embed_dim: int, num_prefix_tokens: int = 1):
         super().__init__()
+        check_positive_int("SinCosPositionEmbedding", num_patches=num_patches, embed_dim=embed_dim)
+        check_positive_int("SinCosPositionEmbedding", minimum=0, num_prefix_tokens=num_prefix_tokens)
         grid = math.isqrt(num_patches)
         if grid * grid != num_patches:
             raise ValueError(f"sin-cos position embeddings need a square grid, got {num_patches} patches")
@@ -112,6 +119,7 @@ def resample_position_embedding(pos_embed: torch.Tensor, new_grid_size: int, *,
     The patch positions are a 2-D grid, so they are interpolated as an image with D channels;
     prefix tokens ([CLS]) have no place in the grid and are kept as they are.
     """
+    check_positive_int("resample_position_embedding", new_grid_size=new_grid_size)
     if pos_embed.ndim != 3 or pos_embed.shape[0] != 1:
         raise ValueError(f"expected a position embedding [1, T, D], got {tuple(pos_embed.shape)}")
     prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
