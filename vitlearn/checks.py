@@ -122,11 +122,15 @@ def _diagnose(got: torch.Tensor, want: torch.Tensor, mutants: Sequence[Mutant], 
             m = mutant() if callable(mutant) else mutant
         except Exception:  # noqa: BLE001 - a mutant that cannot be computed here does not apply
             continue
-        if m.shape == want.shape and _close(m, want, exact=exact, loose=True):
+        if m.shape == want.shape and _close(m, want, exact=exact):
             continue
-        if m.shape == got.shape and _close(got, m.to(got.dtype) if got.is_floating_point() else m,
-                                           exact=exact, loose=True):
-            return message
+        m = m.to(got.dtype) if got.is_floating_point() else m
+        if m.shape != got.shape or not _close(got, m, exact=exact, loose=True):
+            continue
+        if m.shape == want.shape and not exact and got.is_floating_point() and \
+                (got - m).abs().max() >= (got - want.to(got.dtype)).abs().max():
+            continue  # nearer the right answer than this mistake
+        return message
     return None
 
 
@@ -150,7 +154,7 @@ def _expect(got, want: torch.Tensor, *, what: str, on: str, ref: str = "ours",
         return
     found = _diagnose(got_d, want, mutants, exact=exact)
     if found:
-        raise CheckFailed(f"{what} is wrong (inputs: {on}): {found}")
+        raise CheckFailed(f"{found} (seen in {what}; inputs: {on})")
     g, w = got_d.to(want.dtype), want.detach()
     bad_nan = ~torch.isfinite(g) & torch.isfinite(w)
     if bad_nan.any():
@@ -162,8 +166,9 @@ def _expect(got, want: torch.Tensor, *, what: str, on: str, ref: str = "ours",
     idx = tuple(int(i) for i in (diff == diff.max()).nonzero()[0])
     n_bad = int((~torch.isclose(g, w, *_tols(want.dtype), equal_nan=True)).sum()) if not exact else \
         int((g != w).sum())
-    raise CheckFailed(f"{what} differs from {ref} (inputs: {on}): {n_bad} of {w.numel()} elements "
-                      f"differ; the largest difference is {diff.max().item():.3g} at index {list(idx)} "
+    raise CheckFailed(f"mismatch in {what} against {ref} (inputs: {on}): {n_bad} of {w.numel()} "
+                      f"elements differ; the largest difference is {diff.max().item():.3g} at index "
+                      f"{list(idx)} "
                       f"(got {g[idx].item():.6g}, expected {w[idx].item():.6g}). The shape is right, "
                       "so look at the order of the operations and the axes they act on")
 
@@ -212,6 +217,11 @@ def _check_grads(mine: nn.Module, ours: nn.Module, names: dict[str, str], run_mi
     mine.zero_grad(set_to_none=True)
     ours.zero_grad(set_to_none=True)
     out_m, out_o = run_mine(), run_ours()
+    if isinstance(out_m, torch.Tensor) and not out_m.requires_grad:
+        raise CheckFailed(f"{what}: the output does not depend on any parameter (no gradient reaches "
+                          f"{', '.join(n for n, _ in mine.named_parameters())}): these parameters are never "
+                          "used in forward (or only through .data, .detach() or torch.no_grad()), so they "
+                          "would never learn")
     upstream = torch.randn(out_o.shape, generator=torch.Generator().manual_seed(1), dtype=out_o.dtype)
     _call(f"backward through {what}", lambda: (out_m * upstream).sum().backward())
     (out_o * upstream).sum().backward()

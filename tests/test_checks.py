@@ -1,0 +1,433 @@
+"""vitlearn.checks: every zoo bug is caught with its own diagnosis, correct variants pass,
+shape mistakes get an expected-shape message, NotImplementedError passes through, a pass
+prints one line, and the notebooks' own solutions pass every check."""
+
+import json
+import math
+import re
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from einops import rearrange, repeat
+from torch import nn
+
+import vitlearn
+from conftest import ROOT
+from vitlearn import checks
+from vitlearn.checks import CheckFailed
+
+sys.path.insert(0, str(ROOT / "tests"))
+import bug_zoo as zoo  # noqa: E402
+
+N_TRAIN, BATCH, EPOCHS, WARMUP_EPOCHS, PEAK_LR, MIN_F = 60_000, 128, 24, 1.0, 0.002, 0.01
+
+
+def _groups(split):
+    torch.manual_seed(0)
+    model = vitlearn.ViT()
+    decay, no_decay = split(model)
+    return lambda: checks.check_weight_decay_groups(model, decay, no_decay)
+
+
+def _numbers(fn):
+    values = fn(N_TRAIN, BATCH, EPOCHS, WARMUP_EPOCHS, PEAK_LR, MIN_F)
+    return lambda: checks.check_schedule_numbers(**values, n_train=N_TRAIN, batch_size=BATCH, epochs=EPOCHS,
+                                                 warmup_epochs=WARMUP_EPOCHS, peak_lr=PEAK_LR,
+                                                 min_factor=MIN_F)
+
+
+# (zoo entry, how to check it, words the diagnosis must contain)
+ZOO = [
+    (zoo.patchify_unfold, checks.check_patchify, "(c p1 p2)"),
+    (zoo.patchify_column_major, checks.check_patchify, "column-major"),
+    (zoo.patchify_transposed, checks.check_patchify, "transposed"),
+    (zoo.patchify_reshape_only, checks.check_patchify, "without a permute"),
+    (zoo.unpatchify_wrong_interleave, checks.check_unpatchify, "[B, C, h, p1, w, p2]"),
+    (zoo.PatchEmbeddingColumnMajor, checks.check_patch_embedding, "column-major"),
+    (zoo.PatchEmbeddingUnfold, checks.check_patch_embedding, "(c p1 p2)"),
+    (zoo.patch_embed_params_no_bias, checks.check_patch_embed_params, "bias is missing"),
+    (zoo.ClassTokenAppended, checks.check_class_token, "appended at the end"),
+    (zoo.pool_last_token, checks.check_pool, "LAST token"),
+    (zoo.pool_mean_skips_first, checks.check_pool, "token 0 is left out of the mean"),
+    (zoo.PositionEmbeddingNoClsSlot, checks.check_position_embedding, "no slot for [CLS]"),
+    (zoo.sincos_rows_cols_swapped, checks.check_sincos_2d, "rows and columns are swapped"),
+    (zoo.resample_bilinear, checks.check_resample, "bilinear"),
+    (zoo.resample_prefix_interpolated, checks.check_resample, "prefix ([CLS]) rows"),
+    (zoo.attention_softmax_over_queries, checks.check_attention, "softmax over the last dimension"),
+    (zoo.attention_no_scaling, checks.check_attention, "too large by sqrt(d)"),
+    (zoo.attention_scaled_by_d, checks.check_attention, "too small by sqrt(d)"),
+    (zoo.attention_output_only, checks.check_attention, "must return a pair (output, weights)"),
+    (zoo.causal_attention_diagonal_masked, checks.check_causal_attention, "diagonal is masked too"),
+    (zoo.causal_attention_mask_after_softmax, checks.check_causal_attention, "BEFORE the softmax"),
+    (zoo.AttentionSoftmaxOverQueries, checks.check_multi_head_attention, "softmax over the last dimension"),
+    (zoo.AttentionNoScaling, checks.check_multi_head_attention, "too large by sqrt(d)"),
+    (zoo.AttentionScaledByEmbedDim, checks.check_multi_head_attention, "sqrt(embed_dim)"),
+    (zoo.AttentionHeadsMergedDH, checks.check_multi_head_attention, "merged in (d h) order"),
+    (zoo.AttentionHeadsSplitDH, checks.check_multi_head_attention, "split in (d h) order"),
+    (zoo.AttentionNoProjection, checks.check_multi_head_attention, "no output projection"),
+    (zoo.LayerNormUnbiased, checks.check_layer_norm, "unbiased"),
+    (zoo.LayerNormOverTokens, checks.check_layer_norm, "over dim=1 (the tokens)"),
+    (zoo.LayerNormEpsOutsideSqrt, checks.check_layer_norm, "inside the square root"),
+    (zoo.MLPNoGelu, checks.check_mlp, "no activation between fc1 and fc2"),
+    (zoo.BlockPostNorm, checks.check_encoder_block, "post-norm"),
+    (zoo.BlockNoAttnResidual, checks.check_encoder_block, "attention residual is missing"),
+    (zoo.BlockNoMlpResidual, checks.check_encoder_block, "MLP residual is missing"),
+    (zoo.BlockNoGelu, checks.check_encoder_block, "no activation between fc1 and fc2"),
+    (zoo.BlockNormOverTokens, checks.check_encoder_block, "block output"),
+    (zoo.block_params_no_layernorm, checks.check_block_params, "LayerNorms are missing"),
+    (zoo.HeadWithSoftmax, checks.check_classification_head, "softmax inside the head"),
+    (zoo.cross_entropy_log_of_softmax, checks.check_cross_entropy, "use F.log_softmax"),
+    (zoo.cross_entropy_sum, checks.check_cross_entropy, "sum over the batch"),
+    (zoo.smoothed_ce_eps_over_k_minus_1, checks.check_smoothed_cross_entropy, "K-1 wrong classes"),
+    (zoo.smoothed_ce_eps_times_sum, checks.check_smoothed_cross_entropy, "SUM of -log p"),
+    (zoo.random_shift_roll, checks.check_random_shift, "torch.roll"),
+    (zoo.random_shift_zero_fill, checks.check_random_shift, "filled with 0"),
+    (zoo.random_shift_same_for_batch, checks.check_random_shift, "same shift"),
+    (zoo.warmup_cosine_off_by_one, checks.check_warmup_cosine, "warm-up off by one"),
+    (zoo.warmup_cosine_no_min_factor, checks.check_warmup_cosine, "min_factor is ignored"),
+    (zoo.weight_decay_everything, _groups, "bias"),
+    (zoo.weight_decay_by_name_weight, _groups, "LayerNorm gain"),
+    (zoo.schedule_numbers_ceil, _numbers, "partial batch"),
+    (zoo.ViTNoPositions, checks.check_vit, "position embedding is never added"),
+    (zoo.vit_params_no_cls_position, checks.check_vit_params, "position table (1 + N rows"),
+]
+
+
+@pytest.mark.parametrize("bug,check,diagnosis", ZOO, ids=[b.__name__ for b, _, _ in ZOO])
+def test_zoo_bug_is_caught_with_its_diagnosis(bug, check, diagnosis, capsys):
+    assert bug.__doc__, "every zoo entry names its mistake in a docstring"
+    run = check(bug) if check in (_groups, _numbers) else (lambda: check(bug))
+    with pytest.raises(CheckFailed) as info:
+        run()
+    assert diagnosis in str(info.value), str(info.value)
+    assert capsys.readouterr().out == "", "a failing check prints nothing"
+
+
+def test_zoo_has_an_entry_per_documented_mistake():
+    assert len(ZOO) >= 25
+    names = {name for name in dir(zoo) if not name.startswith("_") and callable(getattr(zoo, name))
+             and getattr(getattr(zoo, name), "__module__", "") == "bug_zoo"}
+    assert names == {b.__name__ for b, _, _ in ZOO}, "every zoo entry has a test"
+
+
+# -- correct implementations written differently pass --------------------------------------
+
+def patchify_unfold_reordered(images, patch_size):
+    c = images.shape[1]
+    cols = F.unfold(images, kernel_size=patch_size, stride=patch_size).transpose(1, 2)  # (c p1 p2)
+    return rearrange(cols, "b n (c p1 p2) -> b n (p1 p2 c)", c=c, p1=patch_size)
+
+
+def patchify_view_transpose(images, patch_size):
+    b, c, h, w = images.shape
+    p = patch_size
+    x = images.view(b, c, h // p, p, w // p, p).transpose(1, 2).transpose(2, 4)  # [b, h, w, p1, c, p2]
+    return x.transpose(4, 5).reshape(b, (h // p) * (w // p), p * p * c)
+
+
+def attention_einsum(q, k, v):
+    w = torch.einsum("...id,...jd->...ij", q, k).div(q.shape[-1] ** 0.5).softmax(-1)
+    return torch.einsum("...ij,...jd->...id", w, v), w
+
+
+def attention_sdpa(q, k, v):
+    w = (q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5).softmax(dim=-1)
+    return F.scaled_dot_product_attention(q, k, v), w
+
+
+def causal_sdpa(q, k, v):
+    n = q.shape[-2]
+    mask = torch.ones(n, n, dtype=torch.bool).tril()
+    w = (q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])).masked_fill(~mask, -math.inf).softmax(-1)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True), w
+
+
+class AttentionFusedAndEinsum(nn.Module):
+    def __init__(self, *, embed_dim, num_heads):
+        super().__init__()
+        self.h = num_heads
+        self.qkv = nn.Linear(embed_dim, 3 * embed_dim)
+        self.proj = nn.Linear(embed_dim, embed_dim)
+
+    def forward(self, x, need_weights=False):
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.h, d // self.h).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d)
+        out = self.proj(out)
+        if not need_weights:
+            return out
+        return out, torch.einsum("bhid,bhjd->bhij", q, k).mul(q.shape[-1] ** -0.5).softmax(-1)
+
+
+class LayerNormFunctional(nn.Module):
+    def __init__(self, dim, eps=1e-6):
+        super().__init__()
+        self.eps, self.weight, self.bias = eps, nn.Parameter(torch.ones(dim)), nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x):
+        return F.layer_norm(x, x.shape[-1:], self.weight, self.bias, self.eps)
+
+
+class MLPSequential(nn.Sequential):
+    def __init__(self, *, embed_dim, hidden_dim, dropout=0.0):
+        super().__init__(nn.Linear(embed_dim, hidden_dim), nn.GELU(), nn.Dropout(dropout),
+                         nn.Linear(hidden_dim, embed_dim), nn.Dropout(dropout))
+
+
+class BlockWithTorchNorm(nn.Module):
+    def __init__(self, *, embed_dim, num_heads, mlp_ratio=2.0, dropout=0.0, attn_dropout=0.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.attn = AttentionFusedAndEinsum(embed_dim=embed_dim, num_heads=num_heads)
+        self.norm2 = LayerNormFunctional(embed_dim)
+        self.mlp = vitlearn.MLP(embed_dim=embed_dim, hidden_dim=int(embed_dim * mlp_ratio))
+
+    def forward(self, x):
+        h = x + self.attn(self.norm1(x))
+        return h + self.mlp(self.norm2(h))
+
+
+class ClassTokenRepeat(nn.Module):
+    def __init__(self, *, embed_dim):
+        super().__init__()
+        self.token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+
+    def forward(self, x):
+        return torch.cat([repeat(self.token, "1 1 d -> b 1 d", b=len(x)), x], dim=1)
+
+
+def cross_entropy_logsumexp(logits, labels):
+    return (logits.logsumexp(-1) - logits.gather(1, labels[:, None])[:, 0]).mean()
+
+
+def smoothed_via_nll(logits, labels, eps):
+    lp = logits.log_softmax(-1)
+    return (1 - eps) * F.nll_loss(lp, labels) - eps * lp.mean(-1).mean()
+
+
+def shift_randint_symmetric(images, max_shift, generator=None):
+    b, c, h, w = images.shape
+    s = max_shift
+    if s == 0:
+        return images.clone()
+    d = torch.randint(-s, s + 1, (b, 2), generator=generator)
+    out = images[:, :, :1, :1].expand_as(images).clone()
+    for i, (dy, dx) in enumerate(d.tolist()):
+        src = images[i, :, max(0, dy):h + min(0, dy), max(0, dx):w + min(0, dx)]
+        out[i, :, max(0, -dy):h + min(0, -dy), max(0, -dx):w + min(0, -dx)] = src
+    return out
+
+
+def warmup_cosine_clamped(step, total_steps, warmup_steps, min_factor=0.0):
+    if step >= warmup_steps:
+        t = min(step - warmup_steps, total_steps - warmup_steps) / max(1, total_steps - warmup_steps)
+        return min_factor + (1 - min_factor) * (1 + math.cos(math.pi * t)) / 2
+    return (step + 1) / warmup_steps
+
+
+CORRECT = [
+    (checks.check_patchify, patchify_unfold_reordered),
+    (checks.check_patchify, patchify_view_transpose),
+    (checks.check_patchify, vitlearn.patchify),
+    (checks.check_unpatchify, vitlearn.unpatchify),
+    (checks.check_attention, attention_einsum),
+    (checks.check_attention, attention_sdpa),
+    (checks.check_causal_attention, causal_sdpa),
+    (checks.check_multi_head_attention, AttentionFusedAndEinsum),
+    (checks.check_multi_head_attention, vitlearn.MultiHeadSelfAttention),
+    (checks.check_layer_norm, LayerNormFunctional),
+    (checks.check_layer_norm, nn.LayerNorm),
+    (checks.check_mlp, MLPSequential),
+    (checks.check_mlp, vitlearn.MLP),
+    (checks.check_encoder_block, BlockWithTorchNorm),
+    (checks.check_encoder_block, vitlearn.EncoderBlock),
+    (checks.check_class_token, ClassTokenRepeat),
+    (checks.check_class_token, vitlearn.ClassToken),
+    (checks.check_position_embedding, vitlearn.PositionEmbedding),
+    (checks.check_patch_embedding, vitlearn.PatchEmbedding),
+    (checks.check_classification_head, vitlearn.ClassificationHead),
+    (checks.check_sincos_2d, lambda g, d, p=0, t=10000.0: vitlearn.sincos_2d_position_embedding(
+        g, d, num_prefix_tokens=p, temperature=t)),
+    (checks.check_resample, vitlearn.resample_position_embedding),
+    (checks.check_cross_entropy, cross_entropy_logsumexp),
+    (checks.check_cross_entropy, F.cross_entropy),
+    (checks.check_smoothed_cross_entropy, smoothed_via_nll),
+    (checks.check_random_shift, shift_randint_symmetric),
+    (checks.check_random_shift, vitlearn.data.random_shift),
+    (checks.check_warmup_cosine, warmup_cosine_clamped),
+    (checks.check_vit, vitlearn.ViT),
+]
+
+
+@pytest.mark.parametrize("check,impl", CORRECT,
+                         ids=[f"{c.__name__}-{getattr(i, '__name__', 'lambda')}" for c, i in CORRECT])
+def test_correct_variants_pass_with_one_line(check, impl, capsys):
+    state = torch.random.get_rng_state()
+    check(impl)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and out.startswith(f"{check.__name__}: correct — "), out
+    assert torch.equal(torch.random.get_rng_state(), state), "a check leaves the global RNG alone"
+
+
+# -- shapes, types, errors ------------------------------------------------------------------
+
+def test_shape_mistakes_name_the_expected_shape():
+    with pytest.raises(CheckFailed,
+                       match=r"has shape \[2, 49, 16\], expected \[2, 16, 49\].*\[B, N, P\*P\*C\]"):
+        checks.check_patchify(lambda x, p: vitlearn.patchify(x, p).transpose(1, 2))
+    with pytest.raises(CheckFailed, match=r"expected \[8, 64\].*dim=1"):
+        checks.check_pool(lambda t, pool: t[0])
+    with pytest.raises(CheckFailed, match=r"single number \(shape \[\]\)"):
+        checks.check_cross_entropy(lambda lg, lb: F.cross_entropy(lg, lb, reduction="none"))
+    with pytest.raises(CheckFailed, match=r"should be a tensor of shape \[2, 16, 49\], got a list"):
+        checks.check_patchify(lambda x, p: vitlearn.patchify(x, p).tolist())
+
+
+def test_dtype_conversions_are_reported():
+    with pytest.raises(CheckFailed, match="dtype torch.float32, expected torch.float64"):
+        checks.check_attention(lambda q, k, v: tuple(t.float() for t in attention_einsum(q, k, v)))
+
+
+def test_errors_inside_torch_become_a_check_failure_naming_the_call():
+    class WrongSizes(nn.Module):
+        def __init__(self, *, embed_dim, num_heads):
+            super().__init__()
+            self.qkv = nn.Linear(embed_dim, 3 * embed_dim)
+            self.proj = nn.Linear(embed_dim, embed_dim)
+
+        def forward(self, x, need_weights=False):
+            return self.proj(self.qkv(x))  # [B, N, 3D] into Linear(D, D)
+
+    with pytest.raises(CheckFailed, match=r"WrongSizes\(embed_dim=64, num_heads=4\)\.forward failed with "
+                                          r"RuntimeError: .*called with \[2, 17, 64\] float32") as info:
+        checks.check_multi_head_attention(WrongSizes)
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
+def test_parameter_names_that_differ_are_listed():
+    class SeparateLinears(nn.Module):
+        def __init__(self, *, embed_dim, num_heads):
+            super().__init__()
+            self.q, self.k, self.v = (nn.Linear(embed_dim, embed_dim) for _ in range(3))
+            self.proj = nn.Linear(embed_dim, embed_dim)
+
+    with pytest.raises(CheckFailed) as info:
+        checks.check_multi_head_attention(SeparateLinears)
+    msg = str(info.value)
+    assert "missing (ours has them): qkv.weight [192, 64], qkv.bias [192]" in msg
+    assert "unexpected (yours only): q.weight [64, 64]" in msg
+
+
+def test_a_parameter_never_used_in_forward_is_named():
+    class DetachedToken(vitlearn.ClassToken):
+        def forward(self, x):
+            return torch.cat([self.token.detach().expand(len(x), -1, -1), x], dim=1)
+
+    with pytest.raises(CheckFailed, match=r"no gradient reaches token\): these parameters are never used"):
+        checks.check_class_token(DetachedToken)
+
+
+def test_not_implemented_error_propagates_unchanged():
+    def stub(*args, **kwargs):
+        raise NotImplementedError("write my_attention")
+
+    class Stub(nn.Module):
+        def __init__(self, **kwargs):
+            super().__init__()
+            raise NotImplementedError("write MyEncoderBlock")
+
+    class StubForward(vitlearn.MLP):
+        def forward(self, x):
+            raise NotImplementedError("write forward")
+
+    for check, impl in [(checks.check_attention, stub), (checks.check_patchify, stub),
+                        (checks.check_warmup_cosine, stub), (checks.check_encoder_block, Stub),
+                        (checks.check_mlp, StubForward), (checks.check_random_shift, stub)]:
+        with pytest.raises(NotImplementedError):
+            check(impl)
+
+
+def test_an_unknown_mistake_gets_a_precise_generic_message():
+    def slightly_off(q, k, v):
+        out, w = attention_einsum(q, k, v)
+        return out + 0.01, w
+
+    with pytest.raises(CheckFailed, match=r"mismatch in the attention output against ours .* the largest "
+                                          r"difference is 0.01 at index"):
+        checks.check_attention(slightly_off)
+
+
+def test_checks_run_under_no_grad():
+    with torch.no_grad():
+        checks.check_mlp(vitlearn.MLP)
+
+
+# -- the notebooks' own solutions -----------------------------------------------------------
+
+def _notebook_namespace():
+    ns = {}
+    exec("import math, torch, vitlearn\nimport torch.nn.functional as F\nfrom torch import nn\n"
+         "from einops import rearrange, repeat\nfrom vitlearn import checks", ns)
+    for path in sorted((ROOT / "notebooks").glob("0*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            src = "".join(cell["source"])
+            learner_part = r"^(def (my_|patch_embed_params|block_params)|class My)"
+            if cell["cell_type"] != "code" or not re.search(learner_part, src, re.M):
+                continue
+            keep, inside = [], False
+            for line in src.splitlines():  # the definitions only, not the demo code after them
+                if re.match(r"^(def |class |@)", line):
+                    inside = True
+                elif line and not line[0].isspace() and not line.startswith("#"):
+                    inside = False
+                if inside:
+                    keep.append(line)
+            exec("\n".join(keep), ns)
+    return ns
+
+
+NOTEBOOK_PARTS = [
+    ("check_patchify", "my_patchify"), ("check_patchify", "my_patchify_einops"),
+    ("check_unpatchify", "my_unpatchify"), ("check_patch_embedding", "MyPatchEmbedding"),
+    ("check_patch_embed_params", "patch_embed_params"), ("check_vit", "MyViT"),
+    ("check_class_token", "MyClassToken"), ("check_pool", "my_pool"),
+    ("check_position_embedding", "MyPositionEmbedding"), ("check_sincos_2d", "my_sincos_2d"),
+    ("check_resample", "my_resample"), ("check_attention", "my_attention"),
+    ("check_causal_attention", "my_causal_attention"),
+    ("check_multi_head_attention", "MyMultiHeadSelfAttention"), ("check_layer_norm", "MyLayerNorm"),
+    ("check_mlp", "MyMLP"), ("check_encoder_block", "MyEncoderBlock"), ("check_block_params", "block_params"),
+    ("check_classification_head", "MyClassificationHead"), ("check_cross_entropy", "my_cross_entropy"),
+    ("check_random_shift", "my_random_shift"), ("check_warmup_cosine", "my_warmup_cosine"),
+    ("check_smoothed_cross_entropy", "my_smoothed_cross_entropy"),
+]
+
+
+def test_the_notebooks_solutions_pass_every_check(capsys):
+    ns = _notebook_namespace()
+    for check, name in NOTEBOOK_PARTS:
+        assert name in ns, f"{name} is no longer defined in the notebooks"
+        getattr(checks, check)(ns[name])
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == len(NOTEBOOK_PARTS) and all(" correct — " in line for line in out), out
+    spe = N_TRAIN // BATCH
+    total, warm = EPOCHS * spe, round(WARMUP_EPOCHS * spe)
+    checks.check_schedule_numbers(steps_per_epoch=spe, total_steps=total, warmup_steps=warm,
+                                  lr_halfway=PEAK_LR * ns["my_warmup_cosine"](total // 2, total, warm, MIN_F),
+                                  n_train=N_TRAIN, batch_size=BATCH, epochs=EPOCHS,
+                                  warmup_epochs=WARMUP_EPOCHS, peak_lr=PEAK_LR, min_factor=MIN_F)
+    checks.check_token_count((28 // 4) ** 2 + 1, 4 * 4 * 64 + 64, patch_size=4)
+    model = vitlearn.ViT()
+    checks.check_weight_decay_groups(model, [p for p in model.parameters() if p.ndim == 2],
+                                     [p for p in model.parameters() if p.ndim != 2])
+
+
+def test_vit_params_formula_for_vit_b16():
+    def vit_params(*, img_size, patch_size, in_chans, num_classes, embed_dim, depth, mlp_ratio):
+        D, N, H = embed_dim, (img_size // patch_size) ** 2, int(embed_dim * mlp_ratio)
+        block = 4 * D + 4 * D * D + 4 * D + 2 * D * H + H + D
+        embed = patch_size ** 2 * in_chans * D + D
+        return embed + D + (N + 1) * D + depth * block + 2 * D + D * num_classes + num_classes
+
+    checks.check_vit_params(vit_params)
