@@ -256,3 +256,23 @@ class ViT(nn.Module):
             if hasattr(self.patch_embed, attr):
                 setattr(self.patch_embed, attr, value)
         return self
+
+    @classmethod
+    def from_timm(cls, model: nn.Module) -> ViT:
+        """The same network as a timm ``VisionTransformer`` (plain ViT family), with its weights:
+        identical outputs, or an error naming what is unsupported (:mod:`vitlearn.pretrained`)."""
+        from .pretrained import from_timm
+        return from_timm(model)
+
+    @classmethod
+    def from_pretrained(cls, name: str, **kwargs) -> ViT:
+        """A pretrained timm ViT by name (e.g. ``"vit_base_patch16_224"``), converted; needs
+        internet the first time and fails fast without it (:mod:`vitlearn.pretrained`)."""
+        from .pretrained import from_pretrained
+        return from_pretrained(name, **kwargs)
+
+    @classmethod
+    def from_transformers(cls, model: nn.Module) -> ViT:
+        """The same network as a Hugging Face ``ViTForImageClassification``, with its weights."""
+        from .pretrained import from_transformers
+        return from_transformers(model)
