@@ -105,7 +105,7 @@ def draw_encoder_detail(ax, cfg: dict, x0: float, y0: float, w: float) -> tuple[
 
 def draw(digit: torch.Tensor, label: str, out: Path, dpi: int) -> None:
     model = vitlearn.ViT()
-    cfg = dict(model.config, n=model.num_patches)
+    cfg = dict(vars(model.config), n=model.num_patches)  # model.config is a ViTConfig dataclass
     p, d, n = cfg["patch_size"], cfg["embed_dim"], model.num_patches
     params = sum(t.numel() for t in model.parameters())
     classes = cfg["num_classes"]

@@ -30,7 +30,7 @@ def check_positive_int(owner: str, *, minimum: int = 1, **values: Any) -> None:
             raise ValueError(f"{owner}: {name} must be a whole number >= {minimum}, got {value!r} "
                              f"({type(value).__name__})")
         if value < minimum:
-            raise ValueError(f"{owner}: {name} must be >= {minimum}, got {name}={value}")
+            raise ValueError(f"{owner}: need {name} >= {minimum}, got {name}={value}")
 
 
 def check_dropout(owner: str, **values: Any) -> None:

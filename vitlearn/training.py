@@ -4,25 +4,40 @@ clipping, random-shift augmentation, exact resume, and DistributedDataParallel u
 Reproducibility: every epoch draws its shuffling, augmentation and dropout from generators
 seeded by (seed, epoch), so a rerun on the same machine is bit-identical and a run resumed
 from the checkpoint of epoch k continues exactly as the uninterrupted run did.
+
+``fit`` reads as its phases, each a function below it: check the settings and the data
+(before any work can be lost), set up (process group, device, optimizer, schedule), restore
+(``resume``), then per epoch: train one epoch, evaluate, record, save.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from . import checkpoint as ckpt
+from .contract import check_positive_int
 from .data import ImageDataset, iterate_batches, load_dataset, normalize, random_shift
+from .model import eval_mode
 
-__all__ = ["fit", "evaluate", "History", "Evaluation", "default_device", "warmup_cosine", "make_optimizer"]
+__all__ = ["fit", "evaluate", "History", "Evaluation", "TrainConfig", "default_device",
+           "warmup_cosine", "make_optimizer", "epoch_generators"]
+
+# Seeds. Epoch e of a run with seed s draws from seeds derived from s * SEED_STRIDE + e, so no
+# two (seed, epoch) pairs share a seed while epochs < SEED_STRIDE. Augmentation and dropout get
+# their own streams, different on every rank of a DDP run; the shuffle is the same on all ranks.
+SEED_STRIDE = 100_003       # a prime larger than any number of epochs
+AUGMENT_STREAM = 7_919      # the 1,000th prime: offset (times rank + 1) of the augmentation seed
+DROPOUT_STREAM = 104_729    # the 10,000th prime: offset (times rank + 1) of the dropout seed
 
 
 @dataclass
@@ -52,6 +67,45 @@ class History:
                 for e, loss, tr, te, s in zip(self.epoch, self.train_loss, self.train_acc,
                                               self.test_acc, self.seconds)]
         return "\n".join(rows)
+
+
+@dataclass
+class TrainConfig:
+    """The settings of a run (``fit``'s keywords), checked when made. Stored in every checkpoint
+    so that ``resume`` can refuse to continue a run with different settings."""
+
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 2e-3                 # peak learning rate (AdamW)
+    weight_decay: float = 0.05       # on weight matrices only (make_optimizer)
+    warmup_epochs: float = 0.5       # linear warm-up, then cosine decay to min_lr_factor * lr
+    min_lr_factor: float = 0.01
+    label_smoothing: float = 0.1
+    clip_grad: float | None = 1.0    # max gradient norm; None or 0: no clipping
+    max_shift: int = 2               # random-shift augmentation, in pixels
+    seed: int = 0
+    dataset: str = "mnist"           # filled in by fit from the training data
+    train_size: int = 0
+
+    def __post_init__(self):
+        check_positive_int("fit", epochs=self.epochs, batch_size=self.batch_size)
+        check_positive_int("fit", minimum=0, max_shift=self.max_shift, seed=self.seed)
+        _check_number("lr", self.lr, low=0, low_open=True)
+        _check_number("weight_decay", self.weight_decay, low=0)
+        _check_number("warmup_epochs", self.warmup_epochs, low=0)
+        _check_number("min_lr_factor", self.min_lr_factor, low=0, high=1)
+        _check_number("label_smoothing", self.label_smoothing, low=0, high=1, high_open=True)
+        if self.clip_grad is not None:
+            _check_number("clip_grad", self.clip_grad, low=0)
+
+
+def _check_number(name: str, value, *, low: float, high: float = math.inf, low_open: bool = False,
+                  high_open: bool = False) -> None:
+    ok = (not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+          and (value > low if low_open else value >= low) and (value < high if high_open else value <= high))
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open or high == math.inf else ']'}"
+        raise ValueError(f"fit: {name} must be a number in {interval}, got {name}={value!r}")
 
 
 @dataclass
@@ -111,29 +165,26 @@ def evaluate(model: nn.Module, data: ImageDataset | None = None, *, dataset: str
     return Evaluation(accuracy, total_loss / len(data), predictions, data.labels)
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world size); starts the process group when launched by torchrun."""
-    import torch.distributed as dist
-
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def make_optimizer(model: nn.Module, *, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """The AdamW that ``fit`` uses.
+    """The AdamW that ``fit`` uses: param_groups[0] decayed, param_groups[1] not.
 
-    Weight decay on matrices only: decaying LayerNorm gains, biases and the [CLS]/position
-    vectors towards zero only hurts. ``fused=True`` updates every parameter in one kernel
-    instead of a dozen small ops per tensor (a 4-7% faster train step for the default ViT on
-    2 CPU cores: rows vitlearn vs vitlearn/torch-AdamW of ``python benchmarks/throughput.py``).
+    The rule: weight decay applies to the weights of the Linear and Conv layers (the matrices
+    that multiply the tokens), and to nothing else: decaying LayerNorm gains, biases and the
+    [CLS]/position vectors towards zero only hurts. Parameters a model names in
+    ``model.no_weight_decay()`` (timm's convention) are never decayed either. A learner's part
+    is split by the same rule, whatever its parameters are called; a matrix held as a bare
+    ``nn.Parameter`` (not in an nn.Linear) is not decayed. ``fused=True`` updates every
+    parameter in one kernel instead of a dozen small ops per tensor (compare the rows vitlearn
+    and vitlearn/torch-AdamW of ``python benchmarks/throughput.py``).
     """
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2
-             and p.shape[:2] != (1, 1) and not (p.ndim == 3 and p.shape[0] == 1)]
+    model = ckpt._unwrap(model)
+    layers = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    matrices = {id(m.weight) for m in model.modules() if isinstance(m, layers)}
+    excluded = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    decay = [p for name, p in params if id(p) in matrices and name not in excluded]
     decay_ids = {id(p) for p in decay}
-    no_decay = [p for p in model.parameters() if p.requires_grad and id(p) not in decay_ids]
+    no_decay = [p for _, p in params if id(p) not in decay_ids]
     groups = [{"params": decay, "weight_decay": weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     try:
@@ -142,133 +193,274 @@ def make_optimizer(model: nn.Module, *, lr: float, weight_decay: float) -> torch
         return torch.optim.AdamW(groups, lr=lr)
 
 
+_DEFAULT = TrainConfig()
+
+
 def fit(model: nn.Module, train: ImageDataset | None = None, test: ImageDataset | None = None, *,
-        dataset: str = "mnist", data_dir=None, epochs: int = 3, batch_size: int = 128,
-        lr: float = 2e-3, weight_decay: float = 0.05, warmup_epochs: float = 0.5,
-        min_lr_factor: float = 0.01, label_smoothing: float = 0.1, clip_grad: float | None = 1.0,
-        max_shift: int = 2, seed: int = 0, progress: bool = True, device=None,
+        dataset: str = "mnist", data_dir=None, epochs: int = _DEFAULT.epochs,
+        batch_size: int = _DEFAULT.batch_size, lr: float = _DEFAULT.lr,
+        weight_decay: float = _DEFAULT.weight_decay, warmup_epochs: float = _DEFAULT.warmup_epochs,
+        min_lr_factor: float = _DEFAULT.min_lr_factor,
+        label_smoothing: float = _DEFAULT.label_smoothing,
+        clip_grad: float | None = _DEFAULT.clip_grad, max_shift: int = _DEFAULT.max_shift,
+        seed: int = _DEFAULT.seed, progress: bool = True, device=None,
         checkpoint: str | os.PathLike | None = None, resume: str | os.PathLike | None = None,
         lr_schedule: Callable[[int, int, int], float] | None = None,
         compile: bool = False) -> History:
     """Train ``model`` on ``train`` (default: the full training set of ``dataset``) and
     evaluate on ``test`` (default: its test set) after every epoch.
 
+    The settings (``epochs`` ... ``seed``) are those of :class:`TrainConfig`.
     ``checkpoint``: path written after every epoch (``"run-{epoch}.pt"`` keeps one per epoch).
     ``resume``: a checkpoint of this same run to continue from; the result equals the
     uninterrupted run. ``lr_schedule(step, total_steps, warmup_steps) -> factor`` replaces
     the warm-up + cosine schedule (a learner's own, say). Under ``torchrun`` the model is
     wrapped in DistributedDataParallel and each rank trains on its own shard of every batch
-    (``batch_size`` is the global batch). ``compile=True`` trains through
-    ``torch.compile(model)``: the first step compiles (tens of seconds; on a CPU it needs a C++
-    compiler), later steps fuse the small ops; it pays off in long runs
-    (``python benchmarks/throughput.py --compile``). Evaluation runs the model uncompiled.
+    (``batch_size`` is the global batch); a process group that ``fit`` starts, it also ends.
+    ``compile=True`` trains through ``torch.compile(model)``: the first step compiles (tens of
+    seconds; on a CPU it needs a C++ compiler), later steps fuse the small ops; it pays off in
+    long runs (``python benchmarks/throughput.py --compile``). Evaluation runs the model
+    uncompiled.
+
+    Everything that can be checked is checked before the first step: the settings, that the
+    labels fit the model's outputs, that the checkpoint can be written. A loss that becomes
+    NaN or infinite stops the run with the step it happened at.
     """
-    if epochs < 1 or batch_size < 1 or lr <= 0:
-        raise ValueError(f"need epochs >= 1, batch_size >= 1 and lr > 0; got epochs={epochs}, "
-                         f"batch_size={batch_size}, lr={lr}")
+    # 1. Check: the settings, the data, and that the labels fit the model.
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                         warmup_epochs=warmup_epochs, min_lr_factor=min_lr_factor,
+                         label_smoothing=label_smoothing, clip_grad=clip_grad, max_shift=max_shift,
+                         seed=seed)
     train = train if train is not None else load_dataset(dataset, train=True, data_dir=data_dir)
     test = test if test is not None else load_dataset(train.name, train=False, data_dir=data_dir)
-    rank, world = _distributed()
-    if batch_size % world:
-        raise ValueError(f"batch_size={batch_size} must be divisible by the {world} processes")
+    config = replace(config, dataset=train.name, train_size=len(train))
+    _check_data(model, train, test)
+
+    with _process_group() as (rank, world):
+        # 2. Set up: device, optimizer, schedule; then restore a run to resume.
+        steps_per_epoch = _steps_per_epoch(config, world)
+        device = _device(device, rank, world)
+        model.to(device)
+        if checkpoint is not None and rank == 0:
+            ckpt.check_writable(checkpoint)
+        optimizer = make_optimizer(model, lr=lr, weight_decay=weight_decay)
+        scheduler = _scheduler(optimizer, config, steps_per_epoch, lr_schedule)
+        history, start_epoch = _restore(resume, model, optimizer, scheduler, config, device)
+        net = _wrap(model, device, world, compile)
+
+        with _progress_bar(progress and rank == 0, total=epochs * steps_per_epoch,
+                           done=(start_epoch - 1) * steps_per_epoch,
+                           desc=f"epoch {start_epoch}/{epochs}") as bar:
+            for epoch in range(start_epoch, epochs + 1):
+                t0 = time.perf_counter()
+                if bar is not None:
+                    bar.set_description(f"epoch {epoch}/{epochs}")
+                # 3. One epoch of training, 4. evaluate, 5. record, 6. save.
+                loss, acc = train_one_epoch(net, model, train, optimizer, scheduler, config,
+                                            epoch=epoch, rank=rank, world=world, device=device, bar=bar)
+                result = evaluate(model, test, device=device)
+                _record(history, epoch, loss, acc, result.accuracy, optimizer, time.perf_counter() - t0)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{loss:.3f}", test_acc=f"{result.accuracy:.2%}")
+                if checkpoint is not None and rank == 0:
+                    ckpt.save(model, ckpt.checkpoint_path(checkpoint, epoch), optimizer=optimizer,
+                              scheduler=scheduler, epoch=epoch, history=history.to_dict(),
+                              train_config=asdict(config), dataset=_dataset_info(train))
+    return history
+
+
+# -- 1. checks before any work -------------------------------------------------------------
+
+def _check_dataset(role: str, data) -> None:
+    if not isinstance(data, ImageDataset):
+        raise TypeError(f"{role} must be a vitlearn ImageDataset (vitlearn.load_dataset('mnist'), or "
+                        f"ImageDataset(images, labels, classes, mean, std)), got {type(data).__name__}")
+    if len(data) == 0:
+        raise ValueError(f"{role} holds no images")
+    if len(data.images) != len(data.labels):
+        raise ValueError(f"{role} has {len(data.images)} images but {len(data.labels)} labels")
+    if data.labels.dtype.is_floating_point or data.labels.dtype == torch.bool:
+        raise TypeError(f"{role}.labels must be integer class indices, got {data.labels.dtype}; "
+                        f"convert with labels.long()")
+
+
+def _num_outputs(model: nn.Module, data: ImageDataset) -> int:
+    """How many classes the model predicts: its config says, else one forward pass tells."""
+    config = getattr(ckpt._unwrap(model), "config", None)
+    if getattr(config, "num_classes", None) is not None:
+        return config.num_classes
+    device = next(model.parameters()).device
+    with eval_mode(model):
+        return model(normalize(data.images[:2].to(device), data.mean, data.std)).shape[-1]
+
+
+def _check_data(model: nn.Module, train: ImageDataset, test: ImageDataset) -> None:
+    """Labels outside the model's outputs would fail ("Target 9 is out of bounds") only once
+    training has started; say it now, with the fix."""
+    _check_dataset("train", train)
+    _check_dataset("test", test)
+    num_classes = _num_outputs(model, train)
+    for role, data in (("train", train), ("test", test)):
+        low, high = int(data.labels.min()), int(data.labels.max())
+        if low < 0 or high >= num_classes:
+            raise ValueError(f"the {role} labels run from {low} to {high} but the model has "
+                             f"{num_classes} outputs (classes 0..{num_classes - 1}); build it with "
+                             f"ViT(num_classes={max(high + 1, len(data.classes))}) for this data")
+
+
+def _steps_per_epoch(config: TrainConfig, world: int) -> int:
+    if config.batch_size % world:
+        raise ValueError(f"batch_size={config.batch_size} must be divisible by the {world} processes")
+    steps = config.train_size // config.batch_size  # drop_last: every step sees a full batch
+    if steps < 1:
+        raise ValueError(f"batch_size={config.batch_size} is larger than the {config.train_size} "
+                         f"training images")
+    return steps
+
+
+# -- 2. set-up and restore -----------------------------------------------------------------
+
+@contextmanager
+def _process_group() -> Iterator[tuple[int, int]]:
+    """(rank, world size). Under torchrun (WORLD_SIZE > 1) starts the process group unless the
+    caller already did, and ends the one it started, however the run ends."""
+    import torch.distributed as dist
+
+    started = False
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and dist.is_available() and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        started = True
+    try:
+        if dist.is_available() and dist.is_initialized():
+            yield dist.get_rank(), dist.get_world_size()
+        else:
+            yield 0, 1
+    finally:
+        if started:
+            dist.destroy_process_group()
+
+
+def _device(device, rank: int, world: int) -> torch.device:
     device = default_device(device)
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
-    model.to(device)
-    train_config = dict(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                        warmup_epochs=warmup_epochs, min_lr_factor=min_lr_factor,
-                        label_smoothing=label_smoothing, clip_grad=clip_grad,
-                        max_shift=max_shift, seed=seed, dataset=train.name, train_size=len(train))
+    return device
 
-    optimizer = make_optimizer(model, lr=lr, weight_decay=weight_decay)
-    steps_per_epoch = len(train) // batch_size  # drop_last: every step sees a full batch
-    if steps_per_epoch < 1:
-        raise ValueError(f"batch_size={batch_size} is larger than the {len(train)} training images")
-    total, warmup = epochs * steps_per_epoch, max(1, round(warmup_epochs * steps_per_epoch))
+
+def _scheduler(optimizer, config: TrainConfig, steps_per_epoch: int, lr_schedule):
+    total = config.epochs * steps_per_epoch
+    warmup = max(1, round(config.warmup_epochs * steps_per_epoch))
     if lr_schedule is None:
         def lr_schedule(step, total_steps, warmup_steps):
-            return warmup_cosine(step, total_steps, warmup_steps, min_lr_factor)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_schedule(s, total, warmup))
+            return warmup_cosine(step, total_steps, warmup_steps, config.min_lr_factor)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_schedule(s, total, warmup))
 
-    history, start_epoch = History(), 1
-    if resume is not None:
-        state = ckpt.load_checkpoint(resume, map_location=device)
-        saved = {k: v for k, v in (state.get("train_config") or {}).items()}
-        diff = {k: (saved.get(k), v) for k, v in train_config.items() if saved.get(k) != v}
-        if diff:
-            raise ValueError(f"cannot resume from {resume}: it was trained with different "
-                             f"settings (saved, now): {diff}; pass the same arguments as that run")
-        ckpt._unwrap(model).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        history = History(**state["history"])
-        start_epoch = state["epoch"] + 1
 
+def _restore(resume, model, optimizer, scheduler, config: TrainConfig, device) -> tuple[History, int]:
+    """(history so far, first epoch to run): a new run, or the state saved in ``resume``."""
+    if resume is None:
+        return History(), 1
+    state = ckpt.load_checkpoint(resume, map_location=device)
+    saved, now = state.get("train_config") or {}, asdict(config)
+    diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
+    if diff:
+        raise ValueError(f"cannot resume from {resume}: it was trained with different "
+                         f"settings (saved, now): {diff}; pass the same arguments as that run")
+    ckpt._unwrap(model).load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return History(**state["history"]), state["epoch"] + 1
+
+
+def _wrap(model: nn.Module, device: torch.device, world: int, compile: bool) -> nn.Module:
+    """What the training steps call: the model, in DDP across processes, compiled on request."""
     net = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    if compile:
-        net = torch.compile(net)
-    images, labels = train.images, train.labels
-    bar = None
-    if progress and rank == 0:
-        from tqdm.auto import tqdm
-        # At most one redraw a second: in Jupyter every redraw is two widget messages, and a
-        # runner that reads them only after the cell ends (nbval) loses the cell's output once
-        # a long run overflows the kernel's message buffers (8,000-9,500 messages on the
-        # development machine: python tools/iopub_capacity.py).
-        bar = tqdm(total=total, initial=(start_epoch - 1) * steps_per_epoch, unit="step",
-                   desc=f"epoch {start_epoch}/{epochs}", mininterval=1.0)
+    return torch.compile(net) if compile else net
+
+
+@contextmanager
+def _progress_bar(enabled: bool, *, total: int, done: int, desc: str):
+    if not enabled:
+        yield None
+        return
+    from tqdm.auto import tqdm
+    # At most one redraw a second: in Jupyter every redraw is two widget messages, and a
+    # runner that reads them only after the cell ends (nbval) loses the cell's output once
+    # a long run overflows the kernel's message buffers (python tools/iopub_capacity.py).
+    bar = tqdm(total=total, initial=done, unit="step", desc=desc, mininterval=1.0)
     try:
-        for epoch in range(start_epoch, epochs + 1):
-            t0 = time.perf_counter()
-            # Same shuffle on every rank (seeded by epoch); each rank keeps its slice of a batch.
-            shuffle_gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
-            aug_gen = torch.Generator().manual_seed(seed * 100_003 + epoch + 7919 * (rank + 1))
-            torch.manual_seed(seed * 100_003 + epoch + 104_729 * (rank + 1))  # dropout
-            net.train()
-            sums = torch.zeros(3, dtype=torch.float64)  # loss, correct, count
-            if bar is not None:
-                bar.set_description(f"epoch {epoch}/{epochs}")
-            for xb, yb in iterate_batches(images, labels, batch_size, shuffle=True,
-                                          generator=shuffle_gen, drop_last=True):
-                xb, yb = xb[rank::world], yb[rank::world]
-                x = normalize(xb, train.mean, train.std)
-                x = random_shift(x, max_shift, aug_gen).to(device, non_blocking=True)
-                y = yb.to(device, non_blocking=True)
-                logits = net(x)
-                loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if clip_grad:
-                    nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
-                optimizer.step()
-                scheduler.step()
-                with torch.no_grad():
-                    sums += torch.tensor([loss.item() * len(y),
-                                          (logits.argmax(-1) == y).sum().item(), len(y)],
-                                         dtype=torch.float64)
-                if bar is not None:
-                    bar.update(1)
-            if world > 1:
-                import torch.distributed as dist
-                dist.all_reduce(sums)
-            result = evaluate(model, test, device=device)
-            history.epoch.append(epoch)
-            history.train_loss.append(sums[0].item() / sums[2].item())
-            history.train_acc.append(sums[1].item() / sums[2].item())
-            history.test_acc.append(result.accuracy)
-            history.lr.append(optimizer.param_groups[0]["lr"])
-            history.seconds.append(time.perf_counter() - t0)
-            if bar is not None:
-                bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}",
-                                test_acc=f"{result.accuracy:.2%}")
-            if checkpoint is not None and rank == 0:
-                ckpt.save(model, Path(str(checkpoint).format(epoch=epoch)), optimizer=optimizer,
-                          scheduler=scheduler, epoch=epoch, history=history.to_dict(),
-                          train_config=train_config, dataset=_dataset_info(train))
+        yield bar
     finally:
+        bar.close()
+
+
+# -- 3. one epoch --------------------------------------------------------------------------
+
+def epoch_generators(seed: int, epoch: int, rank: int = 0) -> tuple[torch.Generator, torch.Generator]:
+    """(shuffle, augmentation) generators of one epoch; also seeds torch's global generator,
+    which dropout draws from. The shuffle is the same on every rank (each keeps its slice of
+    every batch); augmentation and dropout differ per rank."""
+    base = seed * SEED_STRIDE + epoch
+    shuffle = torch.Generator().manual_seed(base)
+    augment = torch.Generator().manual_seed(base + AUGMENT_STREAM * (rank + 1))
+    torch.manual_seed(base + DROPOUT_STREAM * (rank + 1))
+    return shuffle, augment
+
+
+def train_one_epoch(net: nn.Module, model: nn.Module, train: ImageDataset, optimizer, scheduler,
+                    config: TrainConfig, *, epoch: int, rank: int = 0, world: int = 1,
+                    device=None, bar=None) -> tuple[float, float]:
+    """One pass over ``train`` in shuffled batches; returns (mean loss, accuracy) over all ranks.
+
+    ``net`` is what runs the steps (``model`` itself, or it wrapped in DDP / compiled);
+    gradients are clipped on ``model``'s parameters.
+    """
+    shuffle, augment = epoch_generators(config.seed, epoch, rank)
+    net.train()
+    sums = torch.zeros(3, dtype=torch.float64)  # loss, correct, count
+    step = (epoch - 1) * (config.train_size // config.batch_size)
+    for xb, yb in iterate_batches(train.images, train.labels, config.batch_size, shuffle=True,
+                                  generator=shuffle, drop_last=True):
+        step += 1
+        xb, yb = xb[rank::world], yb[rank::world]
+        x = normalize(xb, train.mean, train.std)
+        x = random_shift(x, config.max_shift, augment).to(device, non_blocking=True)
+        y = yb.to(device, non_blocking=True)
+        logits = net(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(
+                f"the training loss became {loss_value} at step {step} (epoch {epoch}): training "
+                f"diverged. Lower lr (now {config.lr:g}), clip the gradients (clip_grad, now "
+                f"{config.clip_grad}), and check that the images are normalised")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.clip_grad:
+            nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
+        optimizer.step()
+        scheduler.step()
+        with torch.no_grad():
+            sums += torch.tensor([loss_value * len(y), (logits.argmax(-1) == y).sum().item(), len(y)],
+                                 dtype=torch.float64)
         if bar is not None:
-            bar.close()
-    return history
+            bar.update(1)
+    if world > 1:
+        import torch.distributed as dist
+        dist.all_reduce(sums)
+    return sums[0].item() / sums[2].item(), sums[1].item() / sums[2].item()
+
+
+# -- 5. record -----------------------------------------------------------------------------
+
+def _record(history: History, epoch: int, loss: float, acc: float, test_acc: float, optimizer,
+            seconds: float) -> None:
+    history.epoch.append(epoch)
+    history.train_loss.append(loss)
+    history.train_acc.append(acc)
+    history.test_acc.append(test_acc)
+    history.lr.append(optimizer.param_groups[0]["lr"])
+    history.seconds.append(seconds)
