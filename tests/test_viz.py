@@ -290,3 +290,87 @@ def test_figures_render_to_png(data, tmp_path):
     fig = viz.plot_attention_maps(tiny(), data.images[0])
     fig.savefig(tmp_path / "maps.png")
     assert (tmp_path / "maps.png").stat().st_size > 1000
+
+
+# ---------------------------------------------------------------------------- RGB photos (notebook 09)
+
+def rgb_image(size=32):
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=g)
+
+
+@pytest.mark.parametrize("patch_size,patches", [(16, 4), (8, 16), (4, 64), (2, 256)])
+def test_plot_patch_grid_rgb(patch_size, patches):
+    fig = viz.plot_patch_grid(rgb_image(), patch_size)
+    (ax,) = fig.axes
+    assert images_in(ax) == [(32, 32, 3)]                         # drawn in colour
+    assert f"{patches} patches" in ax.get_title()
+    assert len(ax.get_lines()) == 2 * (32 // patch_size - 1)
+    assert len(ax.texts) == (patches if patches <= 64 else 0)
+
+
+@pytest.mark.parametrize("image", [
+    lambda x: x,                                    # uint8 [3, H, W]
+    lambda x: x.float() / 255,                      # float in [0, 1]
+    lambda x: (x.float() / 255 - 0.5) / 0.5,        # normalised, as a model takes it
+    lambda x: x[None],                              # a batch of one [1, 3, H, W]
+    lambda x: x.permute(1, 2, 0).numpy(),           # [H, W, 3], as np.asarray(PIL image) gives it
+])
+def test_rgb_images_in_every_layout_draw_the_same_picture(image):
+    x = rgb_image()
+    expected = (x.float() / 255).permute(1, 2, 0).numpy()
+    drawn = viz.plot_patch_grid(image(x), 8).axes[0].get_images()[0].get_array()
+    assert drawn.shape == (32, 32, 3)
+    assert abs(drawn - expected).max() < 1e-6
+
+
+@pytest.mark.parametrize("patch_size", [8, 16])
+def test_plot_patch_sequence_rgb(patch_size):
+    x = rgb_image()
+    fig = viz.plot_patch_sequence(x, patch_size)
+    top, bottom = fig.axes
+    n, d = (32 // patch_size) ** 2, patch_size * patch_size * 3
+    assert images_in(bottom) == [(n, d)]
+    assert f"[3, 32, 32] -> [{n}, {d}]" in bottom.get_title()
+    assert f"{n} patches of {patch_size}x{patch_size}" in top.get_title()
+    assert top.get_images()[0].get_array().ndim == 3              # the patches in colour
+    # the matrix rows are exactly vitlearn.patchify's tokens (pixels ordered p1 p2 c)
+    expected = vitlearn.patchify(x.float()[None] / 255, patch_size)[0]
+    torch.testing.assert_close(torch.as_tensor(bottom.get_images()[0].get_array()), expected)
+
+
+def test_patch_functions_reject_two_channels_with_a_clear_error():
+    with pytest.raises(ValueError, match="one RGB image"):
+        viz.plot_patch_grid(torch.zeros(2, 28, 28), 7)
+    with pytest.raises(ValueError, match="choose one of"):
+        viz.plot_patch_sequence(rgb_image(), 5)
+
+
+def data_scale_result():
+    from vitlearn.baselines import DataScaleResult
+
+    return DataScaleResult(model=["ViT", "CNN", "ViT", "CNN"], fraction=[0.1, 0.1, 1.0, 1.0],
+                           n_train=[6000, 6000, 60000, 60000], steps=[936] * 4,
+                           test_acc=[0.95, 0.98, 0.98, 0.99], seconds=[1.0] * 4,
+                           params={"ViT": 139018, "CNN": 136498})
+
+
+@pytest.mark.parametrize("as_dict", [False, True])
+def test_plot_data_scale(as_dict):
+    result = data_scale_result()
+    fig = viz.plot_data_scale(result.to_dict() if as_dict else result)
+    (ax,) = fig.axes
+    lines = ax.get_lines()
+    assert [line.get_label() for line in lines] == ["ViT (139,018 parameters)", "CNN (136,498 parameters)"]
+    assert list(lines[0].get_xdata()) == [6000, 60000]
+    assert list(lines[1].get_ydata()) == pytest.approx([98.0, 99.0])
+    assert ax.get_xscale() == "log"
+    assert "936 optimizer steps each" in ax.get_title()
+    assert sorted(t.get_text() for t in ax.texts) == ["95.0", "98.0", "98.0", "99.0"]
+
+
+def test_plot_data_scale_rejects_other_input():
+    with pytest.raises(ValueError, match="data_scale_experiment"):
+        viz.plot_data_scale({"model": []})
+    with pytest.raises(ValueError, match="data_scale_experiment"):
+        viz.plot_data_scale({"epoch": [1]})

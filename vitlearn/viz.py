@@ -28,7 +28,7 @@ from .training import Evaluation, History, evaluate
 __all__ = ["show_digits", "plot_patch_grid", "plot_patch_sequence", "plot_embedding_filters",
            "plot_position_similarity", "attention_rollout", "plot_attention_maps",
            "plot_attention_rollout", "plot_training_curves", "plot_confusion_matrix",
-           "plot_mistakes", "MNIST_MEAN", "MNIST_STD"]
+           "plot_mistakes", "plot_data_scale", "MNIST_MEAN", "MNIST_STD"]
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 ATTENTION_CMAP = "inferno"
@@ -167,19 +167,43 @@ def show_digits(dataset: ImageDataset, n: int = 16, *, title: str | None = None)
     return _finish(fig)
 
 
+def _picture(image) -> np.ndarray:
+    """One image to draw: greyscale -> float [H, W] as given (see :func:`_digit`); RGB ([3, H, W]
+    channels first, as models take it, or [H, W, 3] as ``np.asarray(PIL image)`` gives it) ->
+    float [H, W, 3] in [0, 1] (uint8 / 255; floats outside [0, 1], e.g. normalised, rescaled)."""
+    x = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image)
+    while x.ndim > 3 and x.shape[0] == 1:
+        x = x[0]
+    if x.ndim == 3 and (x.shape[0] == 3 or (x.shape[-1] == 3 and x.shape[0] != 1)):
+        rgb = x if x.shape[0] == 3 else x.permute(2, 0, 1)
+        rgb = rgb.detach().cpu()
+        rgb = rgb.float() / 255 if rgb.dtype == torch.uint8 else rgb.float()
+        lo, hi = rgb.min(), rgb.max()
+        if lo < 0 or hi > 1:
+            rgb = (rgb - lo) / (hi - lo).clamp_min(1e-12)
+        return rgb.permute(1, 2, 0).numpy()                       # [H, W, 3]
+    try:
+        return _digit(image)
+    except ValueError:
+        raise ValueError(f"expected one greyscale image [28, 28] or [1, 28, 28], or one RGB image "
+                         f"[3, H, W] (or [H, W, 3]), got shape {tuple(x.shape)}; pick one image, "
+                         f"e.g. dataset.images[0]") from None
+
+
 def plot_patch_grid(image, patch_size: int) -> Figure:
-    """One digit with the patch borders drawn on it and each patch's index in the sequence."""
-    img = _digit(image)
-    h, w = img.shape
+    """One image (a greyscale digit, or an RGB photo [3, H, W]) with the patch borders drawn on
+    it and, when there are at most 64, each patch's index in the sequence."""
+    img = _picture(image)
+    h, w = img.shape[:2]
     _check_patch_size(h, patch_size)
     _check_patch_size(w, patch_size)
     gh, gw = h // patch_size, w // patch_size
     fig, ax = plt.subplots(figsize=(4.2, 4.2))
-    ax.imshow(img, cmap="gray", extent=(0, w, h, 0))
+    ax.imshow(img, cmap="gray" if img.ndim == 2 else None, extent=(0, w, h, 0))
     for k in range(1, gw):
-        ax.axvline(k * patch_size, color="tab:orange", lw=1)
+        ax.axvline(k * patch_size, color="tab:orange" if img.ndim == 2 else "white", lw=1)
     for k in range(1, gh):
-        ax.axhline(k * patch_size, color="tab:orange", lw=1)
+        ax.axhline(k * patch_size, color="tab:orange" if img.ndim == 2 else "white", lw=1)
     if gh * gw <= 64:  # numbers on a finer grid are unreadable
         for r in range(gh):
             for c in range(gw):
@@ -195,10 +219,12 @@ def plot_patch_grid(image, patch_size: int) -> Figure:
 
 
 def _patch_strip(patches: np.ndarray, patch_size: int, per_row: int) -> np.ndarray:
-    """Patches [N, P, P] laid out like text, ``per_row`` to a line, with a 1-pixel NaN gap."""
+    """Patches [N, P, P] (or RGB [N, P, P, 3]) laid out like text, ``per_row`` to a line, with a
+    1-pixel gap: NaN for greyscale (drawn white by the colour map), white for RGB."""
     n, p = len(patches), patch_size
     lines = math.ceil(n / per_row)
-    canvas = np.full((lines * (p + 1) - 1, per_row * (p + 1) - 1), np.nan)
+    shape = (lines * (p + 1) - 1, per_row * (p + 1) - 1) + patches.shape[3:]
+    canvas = np.full(shape, np.nan if patches.ndim == 3 else 1.0)
     for i, patch in enumerate(patches):
         r, c = divmod(i, per_row)
         canvas[r * (p + 1):r * (p + 1) + p, c * (p + 1):c * (p + 1) + p] = patch
@@ -207,19 +233,27 @@ def _patch_strip(patches: np.ndarray, patch_size: int, per_row: int) -> np.ndarr
 
 def plot_patch_sequence(image, patch_size: int) -> Figure:
     """What the Transformer receives: the patches in row-major order (top) and, flattened, the
-    [N, P*P] matrix whose rows are the tokens (bottom)."""
-    img = _digit(image)
-    _check_patch_size(img.shape[0], patch_size)
-    _check_patch_size(img.shape[1], patch_size)
-    seq = patchify(torch.from_numpy(img)[None, None], patch_size)[0].numpy()  # [N, P*P]
+    [N, P*P*C] matrix whose rows are the tokens (bottom; for RGB each row holds the patch's
+    pixels in :func:`vitlearn.patchify`'s (p1 p2 c) order, drawn in grey)."""
+    img = _picture(image)
+    h, w = img.shape[:2]
+    c = 1 if img.ndim == 2 else img.shape[2]
+    _check_patch_size(h, patch_size)
+    _check_patch_size(w, patch_size)
+    chw = torch.from_numpy(img)[None] if c == 1 else torch.from_numpy(img).permute(2, 0, 1)
+    seq = patchify(chw[None], patch_size)[0].numpy()                          # [N, P*P*C]
     n, p = seq.shape[0], patch_size
-    grid = img.shape[1] // p
+    grid = w // p
     per_row = n if n <= 16 else 2 * grid
-    strip = _patch_strip(seq.reshape(n, p, p), p, per_row)
+    patches = seq.reshape(n, p, p) if c == 1 else seq.reshape(n, p, p, c)
+    strip = _patch_strip(patches, p, per_row)
     cmap = plt.get_cmap("gray").with_extremes(bad="white")
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 6.5), height_ratios=[1, 1.3])
-    top.imshow(strip, cmap=cmap, vmin=np.nanmin(seq), vmax=np.nanmax(seq), interpolation="nearest")
+    if c == 1:
+        top.imshow(strip, cmap=cmap, vmin=np.nanmin(seq), vmax=np.nanmax(seq), interpolation="nearest")
+    else:
+        top.imshow(strip, interpolation="nearest")
     if n == per_row:  # one line: room to number the patches above it
         for i in range(n):
             top.text(i * (p + 1) + (p - 1) / 2, -0.7, str(i), ha="center", va="bottom",
@@ -232,9 +266,47 @@ def plot_patch_sequence(image, patch_size: int) -> Figure:
     bottom.imshow(seq, cmap="gray", aspect="auto", interpolation="nearest")
     bottom.xaxis.get_major_locator().set_params(integer=True)
     bottom.yaxis.get_major_locator().set_params(integer=True)
-    bottom.set_xlabel(f"pixel within the patch ({p}*{p} = {p * p})")
+    pixels = f"{p}*{p}" if c == 1 else f"{p}*{p}*{c}"
+    bottom.set_xlabel(f"pixel within the patch ({pixels} = {p * p * c})")
     bottom.set_ylabel(f"patch (token) 0..{n - 1}")
-    bottom.set_title(f"patchify: [1, {img.shape[0]}, {img.shape[1]}] -> [{n}, {p * p}]", fontsize=10)
+    bottom.set_title(f"patchify: [{c}, {h}, {w}] -> [{n}, {p * p * c}]", fontsize=10)
+    fig.tight_layout()
+    return _finish(fig)
+
+
+# ---------------------------------------------------------------------------- data scale
+
+def plot_data_scale(result, *, title: str | None = None) -> Figure:
+    """Test accuracy against training-set size, one line per model (log-scaled x axis): the
+    ViT paper's figures 3-4 in miniature, from :func:`vitlearn.baselines.data_scale_experiment`
+    (its result, or that result's ``to_dict()``)."""
+    r = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+    missing = [k for k in ("model", "n_train", "test_acc") if k not in r]
+    if missing or not r.get("model"):
+        raise ValueError(f"expected the result of vitlearn.baselines.data_scale_experiment, "
+                         f"{'lacking ' + str(missing) if missing else 'with no runs'}")
+    fig, ax = plt.subplots(figsize=(6.0, 3.8))
+    markers = iter("os^vDP*")
+    for name in dict.fromkeys(r["model"]):
+        pts = sorted((n, a) for m, n, a in zip(r["model"], r["n_train"], r["test_acc"]) if m == name)
+        params = r.get("params", {}).get(name)
+        label = f"{name} ({params:,} parameters)" if params else name
+        ax.plot([n for n, _ in pts], [100 * a for _, a in pts], marker=next(markers, "o"), label=label)
+        for n, a in pts:
+            ax.annotate(f"{100 * a:.1f}", (n, 100 * a), textcoords="offset points", xytext=(0, 6),
+                        ha="center", fontsize=8)
+    sizes = sorted(set(r["n_train"]))
+    ax.set_xscale("log")
+    ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("training images (log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    steps = sorted(set(r.get("steps", [])))
+    budget = f", {steps[0]:,} optimizer steps each" if len(steps) == 1 else ""
+    ax.set_title(title or f"{r.get('dataset', '')}: test accuracy vs training-set size{budget}",
+                 fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend()
     fig.tight_layout()
     return _finish(fig)
 
