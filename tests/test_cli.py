@@ -87,3 +87,23 @@ def test_load_image_inverts_dark_on_light(tmp_path):
 
 def test_info_prints_the_default_model():
     assert "parameters: 139,018" in run("info").stdout
+
+
+def test_model_flags_build_the_vit_config_and_round_trip(mnist, tmp_path):
+    import vitlearn
+
+    path = tmp_path / "tiny.pt"
+    run("train", "--epochs", "1", "--limit", "600", "--batch-size", "64", "--embed-dim", "32", "--depth", "2",
+        "--num-heads", "2", "--patch-size", "4", "--no-progress", "--output", str(path))
+    expected = vitlearn.ViTConfig(embed_dim=32, depth=2, num_heads=2, patch_size=4)
+    assert vitlearn.load(path).config == expected
+    assert f"default ViT: {vitlearn.ViTConfig()}" in run("info").stdout
+
+
+@pytest.mark.parametrize("flags,message", [(("--depth", "0"), "need depth >= 1"),
+                                           (("--num-heads", "5"), "not divisible by num_heads=5"),
+                                           (("--epochs", "0"), "need epochs >= 1"),
+                                           (("--limit", "-5"), "--limit must be >= 0")])
+def test_nonsense_flags_fail_before_loading_data(tmp_path, flags, message):
+    proc = run("train", "--data-dir", str(tmp_path / "none"), *flags, check=False)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr

@@ -35,15 +35,24 @@ WORKER = textwrap.dedent("""
     sys.path.insert(0, sys.argv[2])
     from test_distributed import FIT, MODEL, synthetic
 
+    caller_starts = sys.argv[3] == "caller"
+    if caller_starts:  # the caller's own process group: fit must leave it as it found it
+        dist.init_process_group("gloo")
     train, test = synthetic()
     torch.manual_seed(1234)
     model = vitlearn.ViT(**MODEL)
-    seen = []  # images per training forward pass on this rank
-    model.register_forward_pre_hook(lambda m, args: seen.append(len(args[0])) if m.training else None)
+    seen, ranks = [], set()  # images per training forward pass on this rank; (rank, world) seen
+    def record(m, args):
+        if m.training:
+            seen.append(len(args[0]))
+            ranks.add((dist.get_rank(), dist.get_world_size()))
+    model.register_forward_pre_hook(record)
     history = vitlearn.fit(model, train, test, **FIT)
+    (rank, world), = ranks
     torch.save({"state": model.state_dict(), "history": history.to_dict(), "seen": seen,
-                "world": dist.get_world_size(), "rank": dist.get_rank()}, sys.argv[1])
-    dist.destroy_process_group()
+                "world": world, "rank": rank, "initialized_after": dist.is_initialized()}, sys.argv[1])
+    if caller_starts:
+        dist.destroy_process_group()
 """)
 
 
@@ -63,7 +72,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run_ranks(tmp_path, world: int = 2) -> list[dict]:
+def _run_ranks(tmp_path, world: int = 2, group: str = "fit") -> list[dict]:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     port = str(_free_port())
@@ -74,7 +83,7 @@ def _run_ranks(tmp_path, world: int = 2) -> list[dict]:
                "OMP_NUM_THREADS": "1", "VITLEARN_DEVICE": "cpu"}
         out = tmp_path / f"rank{rank}.pt"
         procs.append((out, subprocess.Popen(
-            [sys.executable, str(script), str(out), os.path.dirname(__file__)], env=env,
+            [sys.executable, str(script), str(out), os.path.dirname(__file__), group], env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
     results = []
     try:
@@ -94,6 +103,8 @@ def _run_ranks(tmp_path, world: int = 2) -> list[dict]:
 def test_ddp_two_ranks_match_each_other_and_one_process(tmp_path):
     ranks = _run_ranks(tmp_path)
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["world"] == 2 for r in ranks)
+    # fit started the process group (torchrun's variables), so fit ended it
+    assert not any(r["initialized_after"] for r in ranks)
     # Each rank trains on its half of every global batch.
     steps = FIT["epochs"] * (N_TRAIN // FIT["batch_size"])
     for r in ranks:
@@ -123,6 +134,15 @@ def test_ddp_two_ranks_match_each_other_and_one_process(tmp_path):
     # Accuracies: allow one argmax flipped by rounding.
     assert ranks[0]["history"]["train_acc"] == pytest.approx(history.train_acc, abs=1.01 / N_TRAIN)
     assert ranks[0]["history"]["test_acc"] == pytest.approx(history.test_acc, abs=1.01 / N_TEST)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                    reason="torch.distributed with gloo is not available")
+def test_fit_leaves_a_process_group_the_caller_started(tmp_path):
+    ranks = _run_ranks(tmp_path, group="caller")
+    assert [r["rank"] for r in ranks] == [0, 1] and all(r["world"] == 2 for r in ranks)
+    assert all(r["initialized_after"] for r in ranks)
+    assert torch.equal(ranks[0]["state"]["head.fc.weight"], ranks[1]["state"]["head.fc.weight"])
 
 
 def test_default_device(monkeypatch):

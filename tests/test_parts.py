@@ -336,3 +336,157 @@ def test_attention_dropout_drops_weights_once_and_returns_them_undropped():
     assert not torch.allclose(attn(x), attn(x))
     attn.eval()
     torch.testing.assert_close(attn(x), attn(x))
+
+
+# -- the plug-in contract: every part gets the same keywords, whoever wrote it ----------------
+
+class DropoutAttention(HandAttention):
+    """A learner's attention that takes attention dropout (and records what it was given)."""
+
+    def __init__(self, *, embed_dim, num_heads, attn_dropout=0.0):
+        super().__init__(embed_dim=embed_dim, num_heads=num_heads)
+        self.given_attn_dropout = attn_dropout
+
+
+def test_a_set_option_a_part_cannot_take_is_a_clear_error():
+    with pytest.raises(TypeError, match=r"attn_layer=test_parts.HandAttention does not accept proj_dropout=.*"
+                                        r"because you set dropout=0.1.*add a `proj_dropout` keyword"):
+        vitlearn.ViT(attn_layer=HandAttention, dropout=0.1)
+    works = vitlearn.ViT(attn_layer=HandAttention, dropout=0.0)
+    assert isinstance(works.encoder.blocks[0].attn, HandAttention)
+
+
+def test_a_part_that_takes_the_option_receives_it():
+    model = vitlearn.ViT(attn_layer=DropoutAttention, attn_dropout=0.2)
+    assert all(b.attn.given_attn_dropout == 0.2 for b in model.encoder.blocks)
+    # and ours gets the same keywords: no identity check decides who receives dropout
+    ours = vitlearn.ViT(dropout=0.1, attn_dropout=0.2).encoder.blocks[0]
+    assert ours.attn.attn_dropout == 0.2 and ours.attn.proj_drop.p == 0.1 and ours.mlp.drop.p == 0.1
+
+
+def test_a_block_without_attn_layer_cannot_silently_drop_a_given_attention():
+    class Block(nn.Module):
+        def __init__(self, *, embed_dim, num_heads, mlp_ratio=2.0, dropout=0.0, attn_dropout=0.0):
+            super().__init__()
+            self.attn = MultiHeadSelfAttention(embed_dim=embed_dim, num_heads=num_heads)
+
+        def forward(self, x):
+            return x + self.attn(x)
+
+    assert len(vitlearn.ViT(block_fn=Block).encoder.blocks) == 4
+    with pytest.raises(TypeError, match=r"block_fn=.*Block does not accept attn_layer="):
+        vitlearn.ViT(block_fn=Block, attn_layer=HandAttention)
+
+
+def test_a_part_missing_a_shape_keyword_is_named_and_inner_errors_pass_through():
+    class NoHeads(nn.Module):
+        def __init__(self, *, embed_dim):
+            super().__init__()
+
+    with pytest.raises(TypeError, match=r"attn_layer=.*NoHeads does not accept the keyword argument\(s\) "
+                                        r"num_heads.*attn_layer\(embed_dim=..., num_heads=...\)"):
+        vitlearn.ViT(attn_layer=NoHeads)
+
+    class Buggy(nn.Module):
+        def __init__(self, *, embed_dim, num_heads):
+            super().__init__()
+            len(5)  # the learner's own bug: its own TypeError, not ours
+
+    with pytest.raises(TypeError, match="has no len"):
+        vitlearn.ViT(attn_layer=Buggy)
+
+    class Flexible(HandAttention):
+        def __init__(self, **kwargs):
+            super().__init__(embed_dim=kwargs["embed_dim"], num_heads=kwargs["num_heads"])
+            self.kwargs = kwargs
+
+    got = vitlearn.ViT(attn_layer=Flexible, dropout=0.1).encoder.blocks[0].attn.kwargs
+    assert got == dict(embed_dim=64, num_heads=4, proj_dropout=0.1)
+
+
+def test_custom_layers_lists_exactly_the_parts_given():
+    assert vitlearn.ViT().custom_layers == {}
+    model = vitlearn.ViT(attn_layer=HandAttention, head_layer=ClassificationHead)
+    assert model.custom_layers == {"attn_layer": "test_parts.HandAttention",
+                                   "head_layer": "vitlearn.head.ClassificationHead"}
+    with pytest.raises(ValueError, match="cls_token_layer is only used with pool='cls'"):
+        vitlearn.ViT(pool="mean", cls_token_layer=ClassToken)
+
+
+# -- attention maps without need_weights in the blocks ----------------------------------------
+
+def test_record_attention_equals_the_explicit_weights_and_removes_its_hooks():
+    model = vitlearn.ViT().eval()
+    x = torch.randn(2, 1, 28, 28)
+    tokens = model.embed(x)
+    expected, t = [], tokens
+    for block in model.encoder.blocks:  # by hand: each block's attention, asked for its weights
+        _, w = block.attn(block.norm1(t), need_weights=True)
+        expected.append(w)
+        t = block(t)
+    with record_attention(model.encoder) as maps:
+        out = model.encoder(tokens)
+    torch.testing.assert_close(out, t)  # the blocks still get only the output
+    assert len(maps) == 4
+    for got, want in zip(maps, expected):
+        torch.testing.assert_close(got, want)
+    torch.testing.assert_close(model.attention_maps(x), torch.stack(expected, dim=1))
+    for m in model.modules():
+        assert not m._forward_hooks and not m._forward_pre_hooks, type(m).__name__
+    # on error too
+    with pytest.raises(RuntimeError), record_attention(model.encoder):
+        model.encoder(torch.randn(2, 17, 3))
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_record_attention_on_a_learners_attention_and_clear_errors():
+    attn = HandAttention(embed_dim=32, num_heads=4)
+    x = torch.randn(2, 9, 32)
+    with record_attention(attn) as maps:
+        out = attn(x)
+    ref_out, ref_w = attn(x, need_weights=True)
+    torch.testing.assert_close(out, ref_out)
+    torch.testing.assert_close(maps[0], ref_w)
+    with pytest.raises(ValueError, match="no attention layer to record"):
+        with record_attention(MLP(embed_dim=8, hidden_dim=8)):
+            pass
+
+    class NoWeights(nn.Module):
+        def __init__(self, *, embed_dim, num_heads):
+            super().__init__()
+
+        def forward(self, x, need_weights=False):
+            return x
+
+    model = vitlearn.ViT(attn_layer=NoWeights, embed_dim=16, num_heads=2)
+    with pytest.raises(TypeError, match=r"NoWeights.forward\(x, need_weights=True\) must return "
+                                        r"\(out, weights"):
+        model.attention_maps(torch.randn(1, 1, 28, 28))
+
+
+# -- weight decay: named, not guessed from shapes ---------------------------------------------
+
+def test_weight_decay_split_is_exactly_the_linear_weights_whoever_wrote_the_parts():
+    from vitlearn.training import make_optimizer
+
+    model = vitlearn.ViT()
+    assert model.no_weight_decay() == {"cls_token.token", "pos_embed.pos"}
+    decay, no_decay = make_optimizer(model, lr=1e-3, weight_decay=0.05).param_groups
+    linear = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
+    assert [id(p) for p in decay["params"]] == [id(p) for p in linear]
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+
+    class MyToken(nn.Module):  # a learner's [CLS] token, with a matrix-shaped parameter
+        def __init__(self, *, embed_dim):
+            super().__init__()
+            self.cls = nn.Parameter(torch.zeros(1, embed_dim))
+
+        def forward(self, x):
+            return torch.cat([self.cls.expand(x.shape[0], 1, -1), x], dim=1)
+
+    mine = vitlearn.ViT(cls_token_layer=MyToken)
+    assert "cls_token.cls" in mine.no_weight_decay()
+    decay, no_decay = make_optimizer(mine, lr=1e-3, weight_decay=0.05).param_groups
+    assert id(mine.cls_token.cls) in {id(p) for p in no_decay["params"]}
+    linear = [m.weight for m in mine.modules() if isinstance(m, nn.Linear)]
+    assert [id(p) for p in decay["params"]] == [id(p) for p in linear]

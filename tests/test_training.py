@@ -164,3 +164,40 @@ def test_compiled_training_follows_the_eager_run():
     # the same training up to float rounding: fused kernels round differently
     torch.testing.assert_close(compiled.train_loss, eager.train_loss, rtol=2e-3, atol=1e-4)
     assert abs(compiled.final_test_acc - eager.final_test_acc) <= 2 / 64
+
+
+def test_vit_config_round_trips_through_a_checkpoint_and_old_dict_checkpoints_load(tmp_path):
+    from dataclasses import asdict
+
+    model = vitlearn.ViT(embed_dim=32, depth=2, num_heads=2, pool="mean", dropout=0.1).eval()
+    path = vitlearn.save(model, tmp_path / "m.pt")
+    state = vitlearn.load_checkpoint(path)
+    assert state["config"] == asdict(model.config)  # a plain dict in the file: loads weights-only
+    loaded = vitlearn.load(path)
+    assert isinstance(loaded.config, vitlearn.ViTConfig) and loaded.config == model.config
+    # a checkpoint written before ViTConfig (config stored as the constructor's dict) still loads
+    old = dict(state, config=dict(img_size=28, patch_size=7, in_chans=1, num_classes=10, embed_dim=32,
+                                  depth=2, num_heads=2, mlp_ratio=2.0, pool="mean", pos_embed="learned",
+                                  dropout=0.1, attn_dropout=0.0))
+    torch.save(old, tmp_path / "old.pt")
+    assert vitlearn.load(tmp_path / "old.pt").config == model.config
+
+
+def test_fit_records_its_settings_as_a_train_config(tmp_path):
+    from dataclasses import asdict
+
+    from vitlearn.training import TrainConfig
+
+    vitlearn.fit(small_model(), synthetic(64), synthetic(16), checkpoint=tmp_path / "c.pt",
+                 **{**KW, "epochs": 1})
+    saved = vitlearn.load_checkpoint(tmp_path / "c.pt")["train_config"]
+    assert saved == asdict(TrainConfig(epochs=1, batch_size=32, lr=3e-3, seed=3, max_shift=2, train_size=64))
+
+
+def test_seed_streams_are_named_and_fixed():
+    from vitlearn.training import AUGMENT_STREAM, DROPOUT_STREAM, SEED_STRIDE, epoch_generators
+
+    shuffle, augment = epoch_generators(seed=2, epoch=3, rank=1)
+    assert shuffle.initial_seed() == 2 * SEED_STRIDE + 3
+    assert augment.initial_seed() == 2 * SEED_STRIDE + 3 + 2 * AUGMENT_STREAM
+    assert torch.initial_seed() == 2 * SEED_STRIDE + 3 + 2 * DROPOUT_STREAM

@@ -9,20 +9,35 @@ from pathlib import Path
 import torch
 
 from .data import DATASETS, normalize
+from .model import ViTConfig
+
+# train's flags that set the model: --patch-size -> ViTConfig.patch_size, ...
+MODEL_FLAGS = ("patch_size", "embed_dim", "depth", "num_heads")
+
+
+def _model_config(args, num_classes: int):
+    """The ViTConfig of ``train``'s model flags (--patch-size, --embed-dim, ...)."""
+    from .model import ViTConfig
+
+    return ViTConfig(num_classes=num_classes, **{name: getattr(args, name) for name in MODEL_FLAGS})
 
 
 def _train(args) -> int:
     from .data import load_dataset
     from .model import ViT
-    from .training import fit
+    from .training import TrainConfig, fit
 
+    # Nonsense flags fail here, before the data is loaded.
+    config = _model_config(args, num_classes=len(DATASETS[args.dataset][1]))
+    TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    if args.limit < 0:
+        raise ValueError(f"--limit must be >= 0 (0: all images), got {args.limit}")
     train = load_dataset(args.dataset, train=True, data_dir=args.data_dir)
     test = load_dataset(args.dataset, train=False, data_dir=args.data_dir)
     if args.limit:
         train, test = train[:args.limit], test[:max(1, args.limit // 6)]
     torch.manual_seed(args.seed)
-    model = ViT(num_classes=len(train.classes), patch_size=args.patch_size,
-                embed_dim=args.embed_dim, depth=args.depth, num_heads=args.num_heads)
+    model = ViT.from_config(config)
     print(f"training a ViT ({sum(p.numel() for p in model.parameters()):,} parameters) on "
           f"{len(train):,} {train.name} images for {args.epochs} epoch(s)", flush=True)
     history = fit(model, train, test, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -103,7 +118,7 @@ def _info(args) -> int:
     from .model import ViT
 
     model = ViT()
-    print(f"default ViT {model.config}")
+    print(f"default ViT: {model.config}")
     print(f"parameters: {sum(p.numel() for p in model.parameters()):,}")
     return 0
 
@@ -122,10 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--output", "-o", default="vit-mnist.pt", help="checkpoint path")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default=None, help="cpu, cuda, mps (default: automatic)")
-    t.add_argument("--patch-size", type=int, default=7)
-    t.add_argument("--embed-dim", type=int, default=64)
-    t.add_argument("--depth", type=int, default=4)
-    t.add_argument("--num-heads", type=int, default=4)
+    for name in MODEL_FLAGS:  # defaults from ViTConfig; checked by it
+        t.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(ViTConfig, name),
+                       help=f"model {name} (default: %(default)s)")
     t.add_argument("--limit", type=int, default=0, help="train on the first N images only "
                    "(and test on N/6): a quick smoke run")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -160,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (CheckpointError, DataNotFoundError, FileNotFoundError, ValueError) as err:
+    except (CheckpointError, DataNotFoundError, OSError, ValueError, TypeError,
+            FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
