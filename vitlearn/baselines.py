@@ -84,18 +84,22 @@ class SmallCNN(nn.Module):
 
 
 def stratified_subset(dataset: ImageDataset, fraction: float, *, seed: int = 0) -> ImageDataset:
-    """A random ``fraction`` of ``dataset`` with every class in its original proportion
-    (seeded: the same subset every time). The order is shuffled."""
+    """A seeded random ``round(fraction * len(dataset))`` images of ``dataset`` with every class
+    in its original proportion (largest remainders get the rounding), in shuffled order."""
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     if fraction == 1:
         return dataset
     g = torch.Generator().manual_seed(seed)
-    picks = []
-    for c in torch.unique(dataset.labels):
-        idx = (dataset.labels == c).nonzero().flatten()
-        k = max(1, round(fraction * len(idx)))
-        picks.append(idx[torch.randperm(len(idx), generator=g)[:k]])
+    classes = torch.unique(dataset.labels)
+    members = [(dataset.labels == c).nonzero().flatten() for c in classes]
+    total = max(len(classes), round(fraction * len(dataset)))
+    quotas = [fraction * len(idx) for idx in members]
+    counts = [max(1, int(q)) for q in quotas]
+    by_remainder = sorted(range(len(quotas)), key=lambda i: int(quotas[i]) - quotas[i])
+    for i in by_remainder[:max(0, total - sum(counts))]:
+        counts[i] += 1
+    picks = [idx[torch.randperm(len(idx), generator=g)[:k]] for idx, k in zip(members, counts)]
     chosen = torch.cat(picks)
     return dataset[chosen[torch.randperm(len(chosen), generator=g)]]
 
