@@ -34,13 +34,18 @@ class MLP(nn.Module):
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
-def _check_block_args(owner: str, embed_dim: int, num_heads: int, mlp_ratio: float,
-                      dropout: float, attn_dropout: float) -> None:
-    check_positive_int(owner, embed_dim=embed_dim, num_heads=num_heads)
+def check_mlp_ratio(owner: str, embed_dim: int, mlp_ratio: float) -> None:
+    """The MLP's hidden width int(embed_dim * mlp_ratio) must be at least 1."""
     if isinstance(mlp_ratio, bool) or not isinstance(mlp_ratio, (int, float)) or \
             int(embed_dim * mlp_ratio) < 1:
         raise ValueError(f"{owner}: mlp_ratio must be a number > 0 that gives the MLP at least one "
                          f"hidden unit (int(embed_dim * mlp_ratio) >= 1), got mlp_ratio={mlp_ratio!r}")
+
+
+def _check_block_args(owner: str, embed_dim: int, num_heads: int, mlp_ratio: float,
+                      dropout: float, attn_dropout: float) -> None:
+    check_positive_int(owner, embed_dim=embed_dim, num_heads=num_heads)
+    check_mlp_ratio(owner, embed_dim, mlp_ratio)
     check_dropout(owner, dropout=dropout, attn_dropout=attn_dropout)
     check_heads(embed_dim, num_heads)
 

@@ -35,7 +35,7 @@ from torch import nn
 
 from .attention import check_heads, record_attention
 from .contract import build_part, check_dropout, check_positive_int, part_name
-from .encoder import TransformerEncoder
+from .encoder import TransformerEncoder, check_mlp_ratio
 from .head import ClassificationHead
 from .patches import PatchEmbedding, check_images, check_patch_size
 from .tokens import ClassToken, PositionEmbedding, SinCosPositionEmbedding
@@ -68,10 +68,7 @@ class ViTConfig:
         check_positive_int("ViT", img_size=self.img_size, patch_size=self.patch_size,
                            in_chans=self.in_chans, num_classes=self.num_classes,
                            embed_dim=self.embed_dim, depth=self.depth, num_heads=self.num_heads)
-        if isinstance(self.mlp_ratio, bool) or not isinstance(self.mlp_ratio, (int, float)) or \
-                int(self.embed_dim * self.mlp_ratio) < 1:
-            raise ValueError(f"ViT: mlp_ratio must be a number > 0 that gives the MLP at least one "
-                             f"hidden unit, got mlp_ratio={self.mlp_ratio!r}")
+        check_mlp_ratio("ViT", self.embed_dim, self.mlp_ratio)
         check_dropout("ViT", dropout=self.dropout, attn_dropout=self.attn_dropout)
         if self.pool not in POOLS:
             raise ValueError(f"unknown pool={self.pool!r}; use one of {POOLS}")
@@ -191,6 +188,11 @@ class ViT(nn.Module):
     def num_patches(self) -> int:
         return self.config.num_patches
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the model computes in (that of its first parameter)."""
+        return next(self.parameters()).dtype
+
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Steps 1-6: images [B, C, H, W] -> tokens [B, 1+N, D] ready for the encoder.
 
@@ -205,11 +207,6 @@ class ViT(nn.Module):
         if self.pos_embed is not None:
             x = self.pos_embed(x)
         return self.dropout(x)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The dtype the model computes in (that of its first parameter)."""
-        return next(self.parameters()).dtype
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         """Steps 1-7: the encoded tokens [B, 1+N, D] (no [CLS] with pool='mean': [B, N, D])."""
