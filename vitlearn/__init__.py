@@ -9,10 +9,13 @@ The public parts, in the order of the paper's pipeline::
     MLP / EncoderBlock / TransformerEncoder           step 7      vitlearn.encoder
     ClassificationHead                                step 8      vitlearn.head
     ViTConfig / ViT                                   all         vitlearn.model
+    SmallCNN / data_scale_experiment                  ViT vs a CNN as data grows   vitlearn.baselines
+    ViT.from_timm / from_pretrained / from_transformers  the real weights      vitlearn.pretrained
 """
 
-from . import checks
+from . import baselines, checks, pretrained
 from .attention import MultiHeadSelfAttention, record_attention, scaled_dot_product_attention
+from .baselines import SmallCNN, data_scale_experiment
 from .checkpoint import CheckpointError, load, load_checkpoint, save
 from .data import DataNotFoundError, ImageDataset, load_dataset
 from .encoder import MLP, EncoderBlock, TransformerEncoder
@@ -39,4 +42,5 @@ __all__ = [
     "ImageDataset", "load_dataset", "DataNotFoundError",
     "fit", "evaluate", "History", "Evaluation", "default_device",
     "save", "load", "load_checkpoint", "CheckpointError",
+    "SmallCNN", "data_scale_experiment", "baselines", "pretrained", "checks",
 ]
