@@ -107,3 +107,11 @@ def test_model_flags_build_the_vit_config_and_round_trip(mnist, tmp_path):
 def test_nonsense_flags_fail_before_loading_data(tmp_path, flags, message):
     proc = run("train", "--data-dir", str(tmp_path / "none"), *flags, check=False)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+def test_unwritable_output_fails_before_training(mnist, tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    proc = run("train", "--epochs", "1", "--limit", "600", "--no-progress",
+               "--output", str(tmp_path / "file" / "vit.pt"), check=False)
+    assert proc.returncode == 2 and "cannot write the checkpoint" in proc.stderr, proc.stderr
+    assert "epoch 1:" not in proc.stdout

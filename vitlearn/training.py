@@ -30,7 +30,7 @@ from .data import ImageDataset, iterate_batches, load_dataset, normalize, random
 from .model import eval_mode
 
 __all__ = ["fit", "evaluate", "History", "Evaluation", "TrainConfig", "default_device",
-           "warmup_cosine", "make_optimizer", "epoch_generators"]
+           "warmup_cosine", "make_optimizer", "epoch_generators", "train_one_epoch"]
 
 # Seeds. Epoch e of a run with seed s draws from seeds derived from s * SEED_STRIDE + e, so no
 # two (seed, epoch) pairs share a seed while epochs < SEED_STRIDE. Augmentation and dropout get
