@@ -75,7 +75,7 @@ ZOO = [
     (zoo.BlockNoAttnResidual, checks.check_encoder_block, "attention residual is missing"),
     (zoo.BlockNoMlpResidual, checks.check_encoder_block, "MLP residual is missing"),
     (zoo.BlockNoGelu, checks.check_encoder_block, "no activation between fc1 and fc2"),
-    (zoo.BlockNormOverTokens, checks.check_encoder_block, "block output"),
+    (zoo.BlockNormOverTokens, checks.check_encoder_block, "normalise over dim=1 (the tokens)"),
     (zoo.block_params_no_layernorm, checks.check_block_params, "LayerNorms are missing"),
     (zoo.HeadWithSoftmax, checks.check_classification_head, "softmax inside the head"),
     (zoo.cross_entropy_log_of_softmax, checks.check_cross_entropy, "use F.log_softmax"),
@@ -275,7 +275,7 @@ def test_correct_variants_pass_with_one_line(check, impl, capsys):
 
 def test_shape_mistakes_name_the_expected_shape():
     with pytest.raises(CheckFailed,
-                       match=r"has shape \[2, 49, 16\], expected \[2, 16, 49\].*\[B, N, P\*P\*C\]"):
+                       match=r"got shape \[2, 49, 16\], expected \[2, 16, 49\].*\[B, N, P\*P\*C\]"):
         checks.check_patchify(lambda x, p: vitlearn.patchify(x, p).transpose(1, 2))
     with pytest.raises(CheckFailed, match=r"expected \[8, 64\].*dim=1"):
         checks.check_pool(lambda t, pool: t[0])
@@ -370,7 +370,7 @@ def _notebook_namespace():
     ns = {}
     exec("import math, torch, vitlearn\nimport torch.nn.functional as F\nfrom torch import nn\n"
          "from einops import rearrange, repeat\nfrom vitlearn import checks", ns)
-    for path in sorted((ROOT / "notebooks").glob("0*.ipynb")):
+    for path in sorted((ROOT / "notebooks").glob("0[0-8]_*.ipynb")):  # the series 00-08
         for cell in json.loads(path.read_text())["cells"]:
             src = "".join(cell["source"])
             learner_part = r"^(def (my_|patch_embed_params|block_params)|class My)"

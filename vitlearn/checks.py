@@ -144,7 +144,7 @@ def _expect(got, want: torch.Tensor, *, what: str, on: str, ref: str = "ours",
     if got.shape != want.shape:
         found = _diagnose(got, want, mutants, exact=exact)
         hint = f" {found}" if found else (f" {shape_hint}" if shape_hint else "")
-        raise CheckFailed(f"{what} has shape {list(got.shape)}, expected {list(want.shape)} "
+        raise CheckFailed(f"{what}: got shape {list(got.shape)}, expected {list(want.shape)} "
                           f"(inputs: {on}).{hint}")
     if check_dtype and got.dtype != want.dtype:
         raise CheckFailed(f"{what} has dtype {got.dtype}, expected {want.dtype} like the inputs "
@@ -949,6 +949,12 @@ def _block_variant(ref: EncoderBlock, x, kind):
     if kind == "no_gelu":
         x = x + attn(ln1(x))
         return x + mlp.fc2(mlp.fc1(ln2(x)))
+    if kind == "ln_tokens":
+        def ln(x, m):
+            mu, var = x.mean(1, keepdim=True), x.var(1, keepdim=True, unbiased=False)
+            return (x - mu) / (var + m.eps).sqrt() * m.weight + m.bias
+        x = x + attn(ln(x, ln1))
+        return x + mlp(ln(x, ln2))
     if kind == "no_norm":
         x = x + attn(x)
         return x + mlp(x)
@@ -968,6 +974,8 @@ _BLOCK_MUTANTS = [
                       "path untouched: x = x + attn(norm1(x))"),
     ("norm1_twice", "norm1 is used before the MLP too; the MLP has its own LayerNorm: mlp(norm2(x))"),
     ("no_gelu", "the MLP has no activation between fc1 and fc2: put nn.GELU() between them"),
+    ("ln_tokens", "the LayerNorms normalise over dim=1 (the tokens); LayerNorm normalises each token over "
+                  "its own features: statistics over the last dimension, dim=-1 (nn.LayerNorm(embed_dim))"),
     ("no_norm", "the LayerNorms are skipped: x = x + attn(norm1(x)); x = x + mlp(norm2(x))"),
 ]
 
