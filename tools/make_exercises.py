@@ -101,9 +101,10 @@ def stub(indent: str, hint: str) -> list[str]:
     return [f"{indent}# YOUR CODE HERE", f"{indent}raise NotImplementedError({hint!r})"]
 
 
-def blank_source(source: str, where: str = "cell") -> str:
-    """The cell's source with every fenced part replaced by its stub."""
-    blanks = find_blanks(source, where)
+def blank_source(source: str, where: str = "cell", keep: int = 0) -> str:
+    """The cell's source with every fenced part replaced by its stub (but the first `keep` ones,
+    which are left solved, markers and all)."""
+    blanks = find_blanks(source, where)[keep:]
     lines = source.split("\n")
     out, pos = [], 0
     for b in blanks:
@@ -125,13 +126,18 @@ def relink_markdown(source: str) -> str:
     return _LINK_RE.sub(lambda m: m.group(1) + _relink(m.group(2)) + m.group(3), source)
 
 
-def make_exercise(nb: nbformat.NotebookNode, name: str = "notebook") -> nbformat.NotebookNode:
-    """A copy of a solution notebook as the exercise edition."""
+def make_exercise(nb: nbformat.NotebookNode, name: str = "notebook",
+                  solved: int = 0) -> nbformat.NotebookNode:
+    """A copy of a solution notebook as the exercise edition. With `solved` = k, the first k blanks
+    (in notebook order) keep their solutions: the notebook as a learner has it after writing k
+    parts (tests/test_exercises.py runs every such stage)."""
     nb = nbformat.from_dict(nb)  # deep copy
     for index, cell in enumerate(nb.cells):
         where = f"{name}, cell {index}"
         if cell.cell_type == "code":
-            cell.source = blank_source(cell.source, where)
+            count = len(find_blanks(cell.source, where))
+            cell.source = blank_source(cell.source, where, keep=min(solved, count))
+            solved = max(0, solved - count)
             cell.outputs = []
             cell.execution_count = None
             cell.metadata.pop("execution", None)
