@@ -91,8 +91,8 @@ def _call(what: str, fn: Callable, *args, **kwargs):
         raise
     except Exception as err:  # noqa: BLE001 - any learner error is reported, with its cause kept
         first = (str(err).strip().splitlines() or [""])[0]
-        raise CheckFailed(f"{what} failed with {type(err).__name__}: {first} "
-                          f"(called with {_desc(*args, **kwargs)})") from err
+        raise CheckFailed(f"{what} failed with {type(err).__name__}: {first} (called with "
+                          f"{_desc(*args, **kwargs)})") from err
 
 
 def _tols(dtype: torch.dtype) -> tuple[float, float]:
@@ -144,11 +144,11 @@ def _expect(got, want: torch.Tensor, *, what: str, on: str, ref: str = "ours",
     if got.shape != want.shape:
         found = _diagnose(got, want, mutants, exact=exact)
         hint = f" {found}" if found else (f" {shape_hint}" if shape_hint else "")
-        raise CheckFailed(f"{what}: got shape {list(got.shape)}, expected {list(want.shape)} "
-                          f"(inputs: {on}).{hint}")
+        raise CheckFailed(f"{what}: got shape {list(got.shape)}, expected {list(want.shape)} (inputs: "
+                          f"{on}).{hint}")
     if check_dtype and got.dtype != want.dtype:
-        raise CheckFailed(f"{what} has dtype {got.dtype}, expected {want.dtype} like the inputs "
-                          f"(inputs: {on}); do not convert: compute in the inputs' dtype")
+        raise CheckFailed(f"{what} has dtype {got.dtype}, expected {want.dtype} like the inputs (inputs: "
+                          f"{on}); do not convert: compute in the inputs' dtype")
     got_d = got.detach()
     if _close(got_d, want, exact=exact):
         return
@@ -159,25 +159,24 @@ def _expect(got, want: torch.Tensor, *, what: str, on: str, ref: str = "ours",
     bad_nan = ~torch.isfinite(g) & torch.isfinite(w)
     if bad_nan.any():
         idx = tuple(int(i) for i in bad_nan.nonzero()[0])
-        raise CheckFailed(f"{what} has {int(bad_nan.sum())} inf/nan values where {ref} are finite, "
-                          f"e.g. at index {list(idx)}: {g[idx].item()} (inputs: {on}); look for a "
-                          "log(0), a division by zero or a softmax over a row that is all -inf")
+        raise CheckFailed(f"{what} has {int(bad_nan.sum())} inf/nan values where {ref} are finite, e.g. at "
+                          f"index {list(idx)}: {g[idx].item()} (inputs: {on}); look for a log(0), a division "
+                          "by zero or a softmax over a row that is all -inf")
     diff = (g - w).abs().nan_to_num(nan=float("inf"))
     idx = tuple(int(i) for i in (diff == diff.max()).nonzero()[0])
     n_bad = int((~torch.isclose(g, w, *_tols(want.dtype), equal_nan=True)).sum()) if not exact else \
         int((g != w).sum())
-    raise CheckFailed(f"mismatch in {what} against {ref} (inputs: {on}): {n_bad} of {w.numel()} "
-                      f"elements differ; the largest difference is {diff.max().item():.3g} at index "
-                      f"{list(idx)} "
-                      f"(got {g[idx].item():.6g}, expected {w[idx].item():.6g}). The shape is right, "
-                      "so look at the order of the operations and the axes they act on")
+    raise CheckFailed(f"mismatch in {what} against {ref} (inputs: {on}): {n_bad} of {w.numel()} elements "
+                      f"differ; the largest difference is {diff.max().item():.3g} at index {list(idx)} (got "
+                      f"{g[idx].item():.6g}, expected {w[idx].item():.6g}). The shape is right, so look at "
+                      "the order of the operations and the axes they act on")
 
 
 def _build(cls, what: str, *args, **kwargs) -> nn.Module:
     module = _call(what, cls, *args, **kwargs)
     if not isinstance(module, nn.Module):
-        raise CheckFailed(f"{what} returned a {type(module).__name__}, not an nn.Module: "
-                          "subclass nn.Module and call super().__init__() first")
+        raise CheckFailed(f"{what} returned a {type(module).__name__}, not an nn.Module: subclass nn.Module "
+                          "and call super().__init__() first")
     return module
 
 
@@ -197,8 +196,8 @@ def _load(mine: nn.Module, ours: nn.Module, what: str, *, by_order: bool = False
     unexpected = [f"{k} {list(v.shape)}" for k, v in theirs_sd.items() if k not in ours_sd]
     mismatched = [f"{k}: yours {list(theirs_sd[k].shape)}, ours {list(v.shape)}"
                   for k, v in ours_sd.items() if k in theirs_sd and theirs_sd[k].shape != v.shape]
-    lines = [f"{what}: its parameters do not line up with {type(ours).__name__}'s, so our weights "
-             "cannot be copied in by name."]
+    lines = [f"{what}: its parameters do not line up with {type(ours).__name__}'s, so our weights cannot be "
+             "copied in by name."]
     if missing:
         lines.append("missing (ours has them): " + ", ".join(missing))
     if unexpected:
@@ -229,15 +228,15 @@ def _check_grads(mine: nn.Module, ours: nn.Module, names: dict[str, str], run_mi
     ours_p = dict(ours.named_parameters())
     unused = [n for n, p in theirs.items() if p.requires_grad and p.grad is None]
     if unused:
-        raise CheckFailed(f"{what}: no gradient reaches {', '.join(unused)}: this parameter is never "
-                          "used in forward (or is used through .data, .detach() or torch.no_grad()), "
-                          "so it would never learn")
+        raise CheckFailed(f"{what}: no gradient reaches {', '.join(unused)}: this parameter is never used in "
+                          "forward (or is used through .data, .detach() or torch.no_grad()), so it would "
+                          "never learn")
     for n, p in theirs.items():
         o = ours_p.get(names.get(n, n))
         if o is not None and o.grad is not None and not _close(p.grad, o.grad, loose=True):
             raise CheckFailed(f"{what}: the output is right but the gradient of {n} differs from ours "
-                              f"(largest difference {(p.grad - o.grad).abs().max().item():.3g}): part "
-                              "of the computation is detached or done in place on a saved tensor")
+                              f"(largest difference {(p.grad - o.grad).abs().max().item():.3g}): part of the "
+                              "computation is detached or done in place on a saved tensor")
 
 
 def _check_int(name: str, got, want: int, *, on: str, mutants: Sequence[tuple[int, str]] = ()) -> None:
@@ -246,15 +245,15 @@ def _check_int(name: str, got, want: int, *, on: str, mutants: Sequence[tuple[in
     if isinstance(got, bool) or not isinstance(got, numbers.Real):
         raise CheckFailed(f"{name} should be a number, got a {type(got).__name__} ({on})")
     if isinstance(got, float) and not got.is_integer():
-        raise CheckFailed(f"{name} = {got} is not a whole number ({on}): a count of things is an int; "
-                          "use // for integer division and int() for products with a float ratio")
+        raise CheckFailed(f"{name} = {got} is not a whole number ({on}): a count of things is an int; use // "
+                          "for integer division and int() for products with a float ratio")
     if int(got) == want:
         return
     for value, message in mutants:
         if value != want and int(got) == value:
             raise CheckFailed(f"{name} = {int(got):,} but the right value is {want:,} ({on}): {message}")
-    raise CheckFailed(f"{name} = {int(got):,} but the right value is {want:,} ({on}); "
-                      f"off by {int(got) - want:+,}")
+    raise CheckFailed(f"{name} = {int(got):,} but the right value is {want:,} ({on}); off by "
+                      f"{int(got) - want:+,}")
 
 
 def _randn(*shape, dtype=torch.float32, seed=0, scale=1.0):
@@ -265,14 +264,14 @@ def _randn(*shape, dtype=torch.float32, seed=0, scale=1.0):
 
 _PATCH_MUTANTS = [
     ("b c (h p1) (w p2) -> b (h w) (c p1 p2)",
-     "pixels inside a patch are ordered (c p1 p2) (what F.unfold gives); the paper's flattening is "
-     "(p1 p2 c): move the channels last before flattening, e.g. permute to [B, h, w, P, P, C]"),
+     "pixels inside a patch are ordered (c p1 p2) (what F.unfold gives); the paper's flattening is (p1 p2 "
+     "c): move the channels last before flattening, e.g. permute to [B, h, w, P, P, C]"),
     ("b c (h p1) (w p2) -> b (w h) (p1 p2 c)",
-     "patches are in column-major order (down the columns first); ViT reads them row by row like "
-     "text: the patch index is (h w), row-major, not (w h)"),
+     "patches are in column-major order (down the columns first); ViT reads them row by row like text: the "
+     "patch index is (h w), row-major, not (w h)"),
     ("b c (h p1) (w p2) -> b (h w) (p2 p1 c)",
-     "each patch is transposed: its pixels are read column by column (p2 p1); read them row by "
-     "row, (p1 p2 c)"),
+     "each patch is transposed: its pixels are read column by column (p2 p1); read them row by row, (p1 p2 "
+     "c)"),
     ("b c (h p1) (w p2) -> b (h w) (c p2 p1)",
      "pixels inside a patch are ordered (c p2 p1); the paper's flattening is (p1 p2 c)"),
 ]
@@ -284,13 +283,13 @@ def _patchify_mutants(images: torch.Tensor, p: int) -> list[Mutant]:
     out = [(functools.partial(rearrange, images, pattern, p1=p, p2=p), msg)
            for pattern, msg in _PATCH_MUTANTS]
     out.append((lambda: images.reshape(b, n, p * p * c),
-                "the image was reshaped straight to [B, N, P*P*C] without a permute, which cuts "
-                "rows of pixels, not P x P squares: reshape to [B, C, h, P, w, P], permute to "
-                "[B, h, w, P, P, C], then flatten"))
+                "the image was reshaped straight to [B, N, P*P*C] without a permute, which cuts rows of "
+                "pixels, not P x P squares: reshape to [B, C, h, P, w, P], permute to [B, h, w, P, P, C], "
+                "then flatten"))
     out.append((lambda: images.reshape(b, c, hh // p, p, ww // p, p).permute(0, 2, 4, 1, 3, 5)
                 .reshape(b, n, p * p * c),
-                "pixels inside a patch are ordered (c p1 p2); the paper's flattening is (p1 p2 c): "
-                "permute to [B, h, w, P, P, C] (channels last) before flattening"))
+                "pixels inside a patch are ordered (c p1 p2); the paper's flattening is (p1 p2 c): permute "
+                "to [B, h, w, P, P, C] (channels last) before flattening"))
     return out
 
 
@@ -312,8 +311,8 @@ def check_patchify(fn) -> None:
                 mutants=_patchify_mutants(images, p),
                 shape_hint=f"[B, N, P*P*C] = [{b}, {(hh // p) * (ww // p)}, {p * p * c}]: N = (H/P)*(W/P) "
                            "patches, each flattened to P*P*C numbers")
-    _ok("check_patchify", f"equal to vitlearn.patchify, element for element, on {len(cases)} inputs "
-        "(1, 2 and 3 channels, patch sizes 2-28, a non-square image, float32 and float64)")
+    _ok("check_patchify", f"equal to vitlearn.patchify, element for element, on {len(cases)} inputs (1, 2 "
+                          "and 3 channels, patch sizes 2-28, a non-square image, float32 and float64)")
 
 
 @_check
@@ -328,8 +327,8 @@ def check_unpatchify(fn) -> None:
         got = _call("unpatchify", fn, patches, p, s, c)
         inv = [(functools.partial(rearrange, patches, "b (h w) (c p1 p2) -> b c (h p1) (w p2)",
                                   h=g, p1=p, p2=p, c=c),
-                "the patch vector was split as (c p1 p2), but patchify flattens (p1 p2 c): split it "
-                "as (P, P, C)"),
+                "the patch vector was split as (c p1 p2), but patchify flattens (p1 p2 c): split it as (P, "
+                "P, C)"),
                (functools.partial(rearrange, patches, "b (w h) (p1 p2 c) -> b c (h p1) (w p2)",
                                   h=g, p1=p, p2=p, c=c),
                 "the patches were put back column by column; they are in row-major order (h w)"),
@@ -341,12 +340,12 @@ def check_unpatchify(fn) -> None:
                 "the pieces were merged in the order [B, C, h, w, p1, p2]: permute to [B, C, h, p1, w, p2] "
                 "before merging (h p1) and (w p2)"),
                (lambda: patches.reshape(b, c, s, s),
-                "the patches were reshaped straight to [B, C, H, W] without a permute: reshape to "
-                "[B, h, w, P, P, C] and permute to [B, C, h, P, w, P] first")]
+                "the patches were reshaped straight to [B, C, H, W] without a permute: reshape to [B, h, w, "
+                "P, P, C] and permute to [B, C, h, P, w, P] first")]
         _expect(got, unpatchify(patches, p, s, c), what="the images", on=on, exact=True, mutants=inv,
                 shape_hint=f"expected [B, C, H, W] = [{b}, {c}, {s}, {s}]")
-    _ok("check_unpatchify", f"inverts vitlearn.patchify exactly on {len(cases)} inputs (1-3 channels, "
-        "patch sizes 2-28)")
+    _ok("check_unpatchify", f"inverts vitlearn.patchify exactly on {len(cases)} inputs (1-3 channels, patch "
+                            "sizes 2-28)")
 
 
 @_check
@@ -375,8 +374,9 @@ def check_patch_embedding(cls) -> None:
             _expect(got, conv.detach(), what="the patch tokens", on=on, ref="nn.Conv2d(k=stride=P)")
         images = _randn(2, cfg["in_chans"], cfg["img_size"], cfg["img_size"], seed=99)
         _check_grads(mine, ours, names, lambda: mine(images), lambda: ours(images), what)
-    _ok("check_patch_embedding", f"equal to vitlearn.PatchEmbedding and nn.Conv2d(kernel=stride=P) with "
-        f"copied weights on {len(configs)} configurations (1-3 channels), gradients reach every parameter")
+    _ok("check_patch_embedding", "equal to vitlearn.PatchEmbedding and nn.Conv2d(kernel=stride=P) with "
+                                 f"copied weights on {len(configs)} configurations (1-3 channels), gradients "
+                                 "reach every parameter")
 
 
 @_check
@@ -389,14 +389,14 @@ def check_patch_embed_params(fn) -> None:
         got = _call("patch_embed_params", fn, p, c, d)
         _check_int("patch_embed_params", got, want, on=f"P={p}, C={c}, D={d}", mutants=[
             (p * p * c * d, "the bias is missing: nn.Linear(P*P*C, D) also has D biases"),
-            (p * p * d + d, "the channels are missing: each patch has P*P*C numbers, so the weight is "
-                            "P*P*C x D"),
+            (p * p * d + d, "the channels are missing: each patch has P*P*C numbers, so the weight is P*P*C "
+                            "x D"),
             (p * c * d + d, "a patch has P*P pixels, not P: the weight is P*P*C x D"),
             (p * p * c * d + p * p * c, "the bias has one entry per OUTPUT dimension: D, not P*P*C"),
             (((28 // p) ** 2) * (p * p * c * d + d),
              "the layer is shared by all patches: count its weights once, not once per patch")])
     _ok("check_patch_embed_params", f"matches the parameter count of real layers for {len(configs)} settings "
-        "(P, C, D), up to ViT-Base/16 on RGB")
+                                    "(P, C, D), up to ViT-Base/16 on RGB")
 
 
 @_check
@@ -416,7 +416,7 @@ def check_token_count(num_tokens, patch_embed_params, *, patch_size: int) -> Non
                                                        "biases"),
                         (g * g * true_params, "the layer is shared by all patches: count it once")])
     _ok("check_token_count", f"{true_tokens} tokens and {true_params:,} patch-embedding parameters, as "
-        f"measured on vitlearn.ViT(patch_size={patch_size})")
+                             f"measured on vitlearn.ViT(patch_size={patch_size})")
 
 
 # -- the whole model ------------------------------------------------------------------------
@@ -448,11 +448,12 @@ def check_vit(cls) -> None:
         mutants = [(lambda: tail(embed(pos=False), blocks),
                     "the position embedding is never added: after the [CLS] token, x = self.pos_embed(x)"),
                    (lambda: tail(embed(), []), "the encoder blocks are skipped: run x through every block "
-                    "of self.encoder.blocks"),
-                   (lambda: tail(embed(), blocks[:1]), "only the first block runs: loop over all blocks, "
-                    "x = block(x), feeding each block's output to the next"),
+                                               "of self.encoder.blocks"),
+                   (lambda: tail(embed(), blocks[:1]), "only the first block runs: loop over all blocks, x "
+                                                       "= block(x), feeding each block's output to the next"),
                    (lambda: tail(embed(), blocks[-1:]), "only the last block's output is kept: loop over "
-                    "all blocks, x = block(x), feeding each block's output to the next"),
+                                                        "all blocks, x = block(x), feeding each block's "
+                                                        "output to the next"),
                    (lambda: ours.forward_head(ours.encoder(embed())[:, ::-1]),
                     "the tokens come out reversed, so the head reads a patch token, not [CLS]")]
         got = _call(f"{what}(images)", mine, images)
@@ -466,7 +467,7 @@ def check_vit(cls) -> None:
         ours.train()
         _check_grads(mine, ours, names, lambda: mine(images), lambda: ours(images), what)
     _ok("check_vit", f"same logits and features as vitlearn.ViT with copied weights on {len(configs)} "
-        "configurations, gradients reach every parameter")
+                     "configurations, gradients reach every parameter")
 
 
 # -- step 5: the class token ----------------------------------------------------------------
@@ -495,8 +496,8 @@ def check_class_token(cls) -> None:
         _expect(got, ours(x).detach(), what="the tokens with [CLS]", on=on, mutants=mutants,
                 shape_hint=f"[B, 1+N, D] = [{b}, {n + 1}, {d}]: one extra token per image, in front")
         _check_grads(mine, ours, names, lambda: mine(x), lambda: ours(x), what)
-    _ok("check_class_token", f"equal to vitlearn.ClassToken with the same token on {len(shapes)} shapes; "
-        "the token's gradient is the sum over the batch, as ours")
+    _ok("check_class_token", f"equal to vitlearn.ClassToken with the same token on {len(shapes)} shapes; the "
+                             "token's gradient is the sum over the batch, as ours")
 
 
 @_check
@@ -507,21 +508,20 @@ def check_pool(fn) -> None:
         for pool in ("cls", "mean"):
             on = f"tokens {_shape(tokens)}, pool={pool!r}"
             want = tokens[:, 0] if pool == "cls" else tokens.mean(dim=1)
-            mutants = [(lambda: tokens[:, -1], "this is the LAST token; [CLS] is prepended, so it is "
-                                               "token 0: "
-                        "tokens[:, 0]"),
+            mutants = [(lambda: tokens[:, -1], "this is the LAST token; [CLS] is prepended, so it is token "
+                                               "0: tokens[:, 0]"),
                        (lambda: tokens[:, 1:].mean(dim=1),
                         "token 0 is left out of the mean; with pool='mean' vitlearn's ViT builds no [CLS] "
                         "token, so every token is a patch: tokens.mean(dim=1)"),
                        (lambda: tokens[:, 0] if pool == "mean" else tokens.mean(dim=1),
                         "the two modes are swapped: 'cls' keeps token 0, 'mean' averages over the tokens"),
                        (lambda: tokens.sum(dim=1), "this is the sum over the tokens; divide by their number "
-                        "(tokens.mean(dim=1))"),
+                                                   "(tokens.mean(dim=1))"),
                        (lambda: tokens.max(dim=1).values, "this is the max over the tokens; use the mean")]
             got = _call("pool", fn, tokens, pool)
             _expect(got, want, what=f"the pooled vector (pool={pool!r})", on=on, mutants=mutants,
-                    shape_hint=f"[B, D] = [{b}, {d}]: select (cls) or average (mean) over the token "
-                               "axis, dim=1")
+                    shape_hint=f"[B, D] = [{b}, {d}]: select (cls) or average (mean) over the token axis, "
+                               "dim=1")
     _ok("check_pool", "'cls' reads token 0 and 'mean' averages all tokens, as ViT.forward_head, on 2 shapes")
 
 
@@ -538,9 +538,8 @@ def check_position_embedding(cls) -> None:
         ours = PositionEmbedding(num_patches=n, embed_dim=d, num_prefix_tokens=prefix)
         pos = getattr(mine, "pos", None)
         if isinstance(pos, torch.Tensor) and pos.shape != ours.pos.shape:
-            hint = (" The positions have no slot for [CLS]: make pos [1, num_prefix_tokens + "
-                    "num_patches, D]; "
-                    "the [CLS] token needs a position too." if pos.shape[1:] == (n, d) and prefix else
+            hint = (" The positions have no slot for [CLS]: make pos [1, num_prefix_tokens + num_patches, "
+                    "D]; the [CLS] token needs a position too." if pos.shape[1:] == (n, d) and prefix else
                     " The prefix tokens ([CLS]) get a row only when num_prefix_tokens > 0: use "
                     "num_prefix_tokens + num_patches rows." if pos.shape[1:] == (n + 1, d) else
                     " pos is [1, T, D]: one row per token (prefix tokens first), broadcast over the batch.")
@@ -557,8 +556,9 @@ def check_position_embedding(cls) -> None:
         _expect(got, ours(x).detach(), what="the tokens with positions", on=f"tokens {_shape(x)}",
                 mutants=mutants, shape_hint="the output has the shape of the input, [B, T, D]")
         _check_grads(mine, ours, names, lambda: mine(x), lambda: ours(x), what)
-    _ok("check_position_embedding", f"equal to vitlearn.PositionEmbedding with copied positions on "
-        f"{len(configs)} configurations (with and without a [CLS] slot), gradients flow to pos")
+    _ok("check_position_embedding", "equal to vitlearn.PositionEmbedding with copied positions on "
+                                    f"{len(configs)} configurations (with and without a [CLS] slot), "
+                                    "gradients flow to pos")
 
 
 def _sincos(grid, dim, prefix, temperature, *, order="xy", freq_div=4, interleave=False):
@@ -581,15 +581,15 @@ def check_sincos_2d(fn) -> None:
         got = _call("sincos_2d", fn, g, d, prefix)
         want = sincos_2d_position_embedding(g, d, num_prefix_tokens=prefix)
         mutants = [(lambda: _sincos(g, d, prefix, 1e4, order="yx"),
-                    "rows and columns are swapped: the first half of the channels encodes the column "
-                    "(x, the position within a row), the second half the row"),
+                    "rows and columns are swapped: the first half of the channels encodes the column (x, "
+                    "the position within a row), the second half the row"),
                    (lambda: _sincos(g, d, prefix, 1e4, interleave=True),
                     "the four blocks are in the wrong order: (sin x, cos x, sin y, cos y), each D/4 wide"),
                    (lambda: _sincos(g, d, prefix, 1e4, freq_div=2),
-                    "the frequencies are spaced over D/2; there are D/4 of them: omega_k = "
-                    "1 / temperature**(k / (D/4))"),
-                   (lambda: _sincos(g, d, prefix, 1.0), "the temperature is not used: omega_k = "
-                    "1 / temperature**(k / (D/4))"),
+                    "the frequencies are spaced over D/2; there are D/4 of them: omega_k = 1 / "
+                    "temperature**(k / (D/4))"),
+                   (lambda: _sincos(g, d, prefix, 1.0), "the temperature is not used: omega_k = 1 / "
+                                                        "temperature**(k / (D/4))"),
                    (lambda: want[:, prefix:],
                     "the prefix rows are missing: put num_prefix_tokens rows of zeros first")]
         _expect(got, want, what="the sin-cos table", on=on, mutants=mutants,
@@ -599,7 +599,7 @@ def check_sincos_2d(fn) -> None:
             what="the sin-cos table", on="grid_size=4, embed_dim=32, num_prefix_tokens=1, temperature=100.0",
             mutants=[(lambda: _sincos(4, 32, 1, 1e4), "the temperature argument is ignored (10000 is used)")])
     _ok("check_sincos_2d", f"equal to vitlearn.sincos_2d_position_embedding on {len(configs) + 1} grids, "
-        "embedding sizes, prefix counts and temperatures")
+                           "embedding sizes, prefix counts and temperatures")
 
 
 @_check
@@ -633,8 +633,8 @@ def check_resample(fn) -> None:
                 shape_hint=f"[1, prefix + new*new, D] = [1, {prefix + new * new}, 64]: keep the prefix rows")
         if prefix and not torch.equal(got[:, :prefix], pos[:, :prefix]):
             raise CheckFailed("the prefix ([CLS]) rows changed: keep them exactly as they are")
-    _ok("check_resample", f"equal to vitlearn.resample_position_embedding on {len(configs)} grids "
-        "(growing, shrinking, with and without a [CLS] row)")
+    _ok("check_resample", f"equal to vitlearn.resample_position_embedding on {len(configs)} grids (growing, "
+                          "shrinking, with and without a [CLS] row)")
 
 
 # -- step 7a: attention ---------------------------------------------------------------------
@@ -699,16 +699,16 @@ def check_attention(fn) -> None:
         muts = [(functools.partial(_attn, q, k, v, **kw), msg) for kw, msg in _ATTN_MUTANTS]
         _expect(w, ref_w, what="the attention weights", on=on,
                 mutants=[(lambda m=m: m()[1], msg) for m, msg in muts],
-                shape_hint=f"weights are [..., N, N] = {list(ref_w.shape)}: one row per query, one "
-                           "column per key")
+                shape_hint=f"weights are [..., N, N] = {list(ref_w.shape)}: one row per query, one column "
+                           "per key")
         _expect(out, ref_out, what="the attention output", on=on,
                 mutants=[(lambda m=m: m()[0], msg) for m, msg in muts] +
                 [(lambda: v, "the values are returned as they are: the output is weights @ v")],
                 shape_hint=f"the output is [..., N, d_v] = {list(ref_out.shape)}: weights [.., {n}, {n}] @ v")
         _expect(out, F.scaled_dot_product_attention(q, k, v), what="the attention output", on=on,
                 ref="F.scaled_dot_product_attention")
-    _ok("check_attention", f"outputs and weights equal vitlearn.scaled_dot_product_attention and "
-        f"F.scaled_dot_product_attention on {len(cases)} shapes, float32 and float64")
+    _ok("check_attention", "outputs and weights equal vitlearn.scaled_dot_product_attention and "
+                           f"F.scaled_dot_product_attention on {len(cases)} shapes, float32 and float64")
 
 
 @_check
@@ -723,8 +723,8 @@ def check_causal_attention(fn) -> None:
         out, w = _unpack(_call("causal attention", fn, q, k, v), "causal attention", on, q.shape)
         ref_out, ref_w = _attn(q, k, v, mask=future)
         muts = [(functools.partial(_attn, q, k, v, mask=torch.triu(torch.ones(n, n, dtype=torch.bool))),
-                 "the diagonal is masked too, so query 0 sees nothing (a row of -inf gives nan): each "
-                 "query may attend to itself: torch.triu(..., diagonal=1)"),
+                 "the diagonal is masked too, so query 0 sees nothing (a row of -inf gives nan): each query "
+                 "may attend to itself: torch.triu(..., diagonal=1)"),
                 (functools.partial(_attn, q, k, v, mask=future.T),
                  "the past is masked instead of the future: mask the keys j > i, torch.triu(..., "
                  "diagonal=1)"),
@@ -747,8 +747,8 @@ def check_causal_attention(fn) -> None:
                 mutants=[(lambda m=m: m()[0], s) for m, s in muts])
         _expect(out, F.scaled_dot_product_attention(q, k, v, is_causal=True), what="the causal output",
                 on=on, ref="F.scaled_dot_product_attention(is_causal=True)")
-    _ok("check_causal_attention", f"equal to F.scaled_dot_product_attention(is_causal=True), weights zero "
-        f"above the diagonal, on {len(cases)} shapes, float32 and float64")
+    _ok("check_causal_attention", "equal to F.scaled_dot_product_attention(is_causal=True), weights zero "
+                                  f"above the diagonal, on {len(cases)} shapes, float32 and float64")
 
 
 def _mhsa(ref: MultiHeadSelfAttention, x, *, split="three h d", merge="h d", scale="head", dim=-1,
@@ -769,9 +769,8 @@ _MHSA_MUTANTS = [
     (dict(scale="d"), "scores are too small by sqrt(d): divide q kᵀ by sqrt(head_dim), not by head_dim"),
     (dict(scale="embed"), "scores are divided by sqrt(embed_dim); each head works in head_dim = D / h "
                           "dimensions: divide by sqrt(head_dim)"),
-    (dict(merge="d h"), "heads are merged in (d h) order; concatenate them as (h d): "
-                        "rearrange(out, 'b h n d -> b n (h d)'), i.e. transpose to [B, N, h, d] before "
-                        "reshaping"),
+    (dict(merge="d h"), "heads are merged in (d h) order; concatenate them as (h d): rearrange(out, 'b h n "
+                        "d -> b n (h d)'), i.e. transpose to [B, N, h, d] before reshaping"),
     (dict(split="three d h"), "heads are split in (d h) order; qkv's output is laid out (three h d): "
                               "rearrange(qkv, 'b n (three h d) -> three b h n d', three=3, h=h)"),
     (dict(split="h three d"), "qkv's output is split as (h three d); ours (and nn.MultiheadAttention's "
@@ -792,8 +791,8 @@ def _attn_module_call(mine, x, what, on, need_weights):
     except TypeError as err:
         if "need_weights" in str(err):
             raise CheckFailed(f"{what}.forward does not accept need_weights: write forward(self, x, "
-                              "need_weights=False) and return (out, weights) when it is True (the "
-                              "attention maps of model.attention_maps() need them)") from err
+                              "need_weights=False) and return (out, weights) when it is True (the attention "
+                              "maps of model.attention_maps() need them)") from err
         return _call(f"{what}.forward(x, need_weights=True)", mine, x, need_weights=True)
     except (NotImplementedError, CheckFailed):
         raise
@@ -817,8 +816,8 @@ def check_multi_head_attention(cls) -> None:
         muts = [(functools.partial(_mhsa, ours, x, **kw), msg) for kw, msg in _MHSA_MUTANTS]
         got = _attn_module_call(mine, x, what, on, False)
         if isinstance(got, (tuple, list)):
-            raise CheckFailed(f"{what}(x) returned a {type(got).__name__}; without need_weights=True it "
-                              "must return only the output tensor [B, N, D] (the encoder block adds it to x)")
+            raise CheckFailed(f"{what}(x) returned a {type(got).__name__}; without need_weights=True it must "
+                              "return only the output tensor [B, N, D] (the encoder block adds it to x)")
         ref_out, ref_w = ours(x, need_weights=True)
         _expect(got, ref_out.detach(), what="the attention output", on=on,
                 mutants=[(lambda m=m: m()[0].detach(), s) for m, s in muts],
@@ -835,9 +834,9 @@ def check_multi_head_attention(cls) -> None:
                 shape_hint=f"weights are per head: [B, h, N, N] = {list(ref_w.shape)}")
         _expect(w, t_w.detach(), what="the attention weights", on=on, ref="nn.MultiheadAttention")
         _check_grads(mine, ours, names, lambda: mine(x), lambda: ours(x), what)
-    _ok("check_multi_head_attention", f"outputs and per-head weights equal vitlearn.MultiHeadSelfAttention "
-        f"and nn.MultiheadAttention with copied weights on {len(configs)} shapes (1-4 heads), gradients "
-        "reach every parameter")
+    _ok("check_multi_head_attention", "outputs and per-head weights equal vitlearn.MultiHeadSelfAttention "
+                                      f"and nn.MultiheadAttention with copied weights on {len(configs)} "
+                                      "shapes (1-4 heads), gradients reach every parameter")
 
 
 # -- step 7b: LayerNorm, MLP, the encoder block ---------------------------------------------
@@ -868,14 +867,14 @@ def check_layer_norm(cls) -> None:
                     "the variance is the unbiased one (divides by D-1); LayerNorm divides by D: "
                     "x.var(dim=-1, unbiased=False)"),
                    (lambda: norm(x.var(-1, keepdim=True, unbiased=False), eps_in=False),
-                    "eps is added to the standard deviation; it goes inside the square root: "
-                    "(x - mean) / sqrt(var + eps)"),
+                    "eps is added to the standard deviation; it goes inside the square root: (x - mean) / "
+                    "sqrt(var + eps)"),
                    (lambda: norm(x.var(1, keepdim=True, unbiased=False), dims=1),
-                    "the statistics are taken over dim=1 (the tokens); LayerNorm normalises each token "
-                    "over its own features: mean and var over the last dimension (dim=-1)"),
+                    "the statistics are taken over dim=1 (the tokens); LayerNorm normalises each token over "
+                    "its own features: mean and var over the last dimension (dim=-1)"),
                    (lambda: norm(x.var(0, keepdim=True, unbiased=False), dims=0),
-                    "the statistics are taken over the batch (that is BatchNorm); LayerNorm uses the "
-                    "last dimension: dim=-1, keepdim=True"),
+                    "the statistics are taken over the batch (that is BatchNorm); LayerNorm uses the last "
+                    "dimension: dim=-1, keepdim=True"),
                    (lambda: ((x - mu) / (x.var(-1, keepdim=True, unbiased=False) + eps).sqrt()) * bs + wt,
                     "weight and bias are swapped: x_hat * weight + bias"),
                    (lambda: (x - mu) / (x.var(-1, keepdim=True, unbiased=False) + eps).sqrt(),
@@ -889,7 +888,7 @@ def check_layer_norm(cls) -> None:
                 mutants=mutants, ref="nn.LayerNorm", shape_hint="LayerNorm keeps the shape of its input")
         _check_grads(mine, ours, names, lambda: mine(x), lambda: ours(x), what)
     _ok("check_layer_norm", f"equal to nn.LayerNorm with the same weight, bias and eps on {len(cases)} "
-        "inputs (2-D to 4-D, small-variance inputs where eps matters), gradients equal")
+                            "inputs (2-D to 4-D, small-variance inputs where eps matters), gradients equal")
 
 
 @_check
@@ -903,14 +902,14 @@ def check_mlp(cls) -> None:
         x = _randn(b, n, d, seed=110 + i)
         on = f"{what}, x {_shape(x)}"
         fc1, fc2 = ours.fc1, ours.fc2
-        mutants = [(lambda: fc2(fc1(x)), "there is no activation between fc1 and fc2: two Linear layers "
-                    "in a row are one Linear layer; put nn.GELU() between them"),
+        mutants = [(lambda: fc2(fc1(x)), "there is no activation between fc1 and fc2: two Linear layers in "
+                                         "a row are one Linear layer; put nn.GELU() between them"),
                    (lambda: fc2(F.relu(fc1(x))), "the activation is ReLU; ViT's MLP uses GELU (nn.GELU())"),
                    (lambda: fc2(F.gelu(fc1(x), approximate="tanh")),
                     "GELU's tanh approximation is used; ours is the exact GELU (nn.GELU() default)"),
                    (lambda: F.gelu(fc2(fc1(x))), "GELU is applied after fc2; it goes between fc1 and fc2"),
                    (lambda: fc2(F.gelu(fc1(x))) + x, "the MLP adds its input (a residual); the residual "
-                    "belongs to the encoder block, not the MLP"),
+                                                     "belongs to the encoder block, not the MLP"),
                    (lambda: F.gelu(fc1(x)), "fc2 is never applied: fc2(act(fc1(x)))")]
         got = _call(f"{what}.forward", mine, x)
         _expect(got, ours(x).detach(), what="the MLP output", on=on, mutants=mutants,
@@ -918,8 +917,7 @@ def check_mlp(cls) -> None:
                            "hidden -> D)")
         _check_grads(mine, ours, names, lambda: mine(x), lambda: ours(x), what)
     _ok("check_mlp", "equal to vitlearn.MLP (Linear -> GELU -> Linear) with copied weights on "
-                     f"{len(configs)} "
-        "sizes, gradients reach every parameter")
+                     f"{len(configs)} sizes, gradients reach every parameter")
 
 
 def _block_variant(ref: EncoderBlock, x, kind):
@@ -962,9 +960,9 @@ def _block_variant(ref: EncoderBlock, x, kind):
 
 
 _BLOCK_MUTANTS = [
-    ("post", "this block normalises after the residual (post-norm, the original Transformer); ViT normalises "
-             "inside the branch, before attention and before the MLP: x = x + attn(norm1(x)); "
-             "x = x + mlp(norm2(x))"),
+    ("post", "this block normalises after the residual (post-norm, the original Transformer); ViT "
+             "normalises inside the branch, before attention and before the MLP: x = x + attn(norm1(x)); x "
+             "= x + mlp(norm2(x))"),
     ("no_attn_res", "the attention residual is missing: x = x + attn(norm1(x)), not x = attn(norm1(x))"),
     ("no_mlp_res", "the MLP residual is missing: x = x + mlp(norm2(x)), not x = mlp(norm2(x))"),
     ("no_res", "both residual connections are missing: x = x + attn(norm1(x)); x = x + mlp(norm2(x))"),
@@ -1037,9 +1035,9 @@ def check_encoder_block(cls) -> None:
                     shape_hint=f"[B, h, N, N] = {list(ref_maps[0].shape)}")
         _check_grads(mine, ours, names, lambda: mine(x), lambda: ours(x), what)
     _ok("check_encoder_block", "equal to vitlearn.EncoderBlock and "
-                               "nn.TransformerEncoderLayer(norm_first=True, "
-        f"activation='gelu') with copied weights on {len(configs)} sizes, attention weights too, gradients "
-        "reach every parameter")
+                               "nn.TransformerEncoderLayer(norm_first=True, activation='gelu') with copied "
+                               f"weights on {len(configs)} sizes, attention weights too, gradients reach "
+                               "every parameter")
 
 
 @_check
@@ -1052,10 +1050,10 @@ def check_block_params(fn) -> None:
         biases = 3 * d + d + hdim + d
         got = _call("block_params", fn, d, ratio)
         _check_int("block_params", got, want, on=f"D={d}, mlp_ratio={ratio}", mutants=[
-            (want - 4 * d, "the two LayerNorms are missing: each has a gain and a bias of D numbers (4D "
-                           "in all)"),
-            (want - 2 * d, "one LayerNorm is missing, or only their gains (or biases) are counted: 2 x "
-                           "(D + D)"),
+            (want - 4 * d, "the two LayerNorms are missing: each has a gain and a bias of D numbers (4D in "
+                           "all)"),
+            (want - 2 * d, "one LayerNorm is missing, or only their gains (or biases) are counted: 2 x (D + "
+                           "D)"),
             (want - biases, "the biases are missing: qkv has 3D, proj D, fc1 H and fc2 D"),
             (want - biases - 4 * d, "biases and LayerNorms are missing"),
             (want - 2 * d * d - 2 * d, "q, k and v need three D x D matrices (qkv is D -> 3D), not one"),
@@ -1063,8 +1061,7 @@ def check_block_params(fn) -> None:
             (want - hdim * d - d, "fc2 (H x D + D) is missing"),
         ])
     _ok("check_block_params", f"matches the parameter count of vitlearn.EncoderBlock for {len(configs)} "
-                              "sizes, "
-        "up to ViT-Base (D=768)")
+                              "sizes, up to ViT-Base (D=768)")
 
 
 # -- step 8: the head and the loss ----------------------------------------------------------
@@ -1085,20 +1082,19 @@ def check_classification_head(cls) -> None:
         on = f"{what}, pooled {_shape(x)}"
         logits = ours(x).detach()
         mutants = [(lambda: logits.softmax(-1), "the head returns probabilities (softmax inside the head); "
-                    "return the logits: F.cross_entropy applies log-softmax itself, and a softmax before it "
-                    "squashes the gradients"),
+                                                "return the logits: F.cross_entropy applies log-softmax "
+                                                "itself, and a softmax before it squashes the gradients"),
                    (lambda: logits.log_softmax(-1), "the head returns log-probabilities; return the raw "
-                                                    "logits "
-                    "(F.cross_entropy does the log-softmax)"),
+                                                    "logits (F.cross_entropy does the log-softmax)"),
                    (lambda: ours.fc(x), "the LayerNorm is skipped: self.fc(self.norm(x))"),
                    (lambda: torch.sigmoid(logits), "a sigmoid is applied; return the raw logits")]
         got = _call(f"{what}.forward", mine, x)
         _expect(got, logits, what="the logits", on=on, mutants=mutants,
                 shape_hint=f"logits are [B, num_classes] = [{b}, {k}]")
         _check_grads(mine, ours, names, lambda: mine(x), lambda: ours(x), what)
-    _ok("check_classification_head", "equal to vitlearn.ClassificationHead (LayerNorm + Linear, "
-                                     "logits) with "
-        f"copied weights on {len(configs)} sizes, gradients reach every parameter")
+    _ok("check_classification_head", "equal to vitlearn.ClassificationHead (LayerNorm + Linear, logits) "
+                                     f"with copied weights on {len(configs)} sizes, gradients reach every "
+                                     "parameter")
 
 
 def _loss_cases():
@@ -1110,9 +1106,8 @@ def _loss_cases():
 
 def _check_scalar(got, what, on):
     if not isinstance(got, torch.Tensor):
-        raise CheckFailed(f"{what} should be a scalar tensor, got a {type(got).__name__} ({on}): keep "
-                          "it a tensor "
-                          "(no .item()), so that loss.backward() works")
+        raise CheckFailed(f"{what} should be a scalar tensor, got a {type(got).__name__} ({on}): keep it a "
+                          "tensor (no .item()), so that loss.backward() works")
     if got.shape != ():
         raise CheckFailed(f"{what} has shape {list(got.shape)}, expected a single number (shape []) ({on}): "
                           "take the mean over the batch")
@@ -1130,17 +1125,16 @@ def check_cross_entropy(fn) -> None:
         idx = torch.arange(len(labels))
         lp = logits.log_softmax(-1)
         mutants = [(lambda: -torch.log(logits.softmax(-1))[idx, labels].mean(),
-                    "the loss is computed as log(softmax(logits)), which underflows to log(0) = -inf "
-                    "for large "
-                    "logits: use F.log_softmax (log-sum-exp), exact for any logits"),
-                   (lambda: -lp[idx, labels].sum(), "this is the sum over the batch; F.cross_entropy "
-                                                    "takes the mean"),
+                    "the loss is computed as log(softmax(logits)), which underflows to log(0) = -inf for "
+                    "large logits: use F.log_softmax (log-sum-exp), exact for any logits"),
+                   (lambda: -lp[idx, labels].sum(), "this is the sum over the batch; F.cross_entropy takes "
+                                                    "the mean"),
                    (lambda: lp[idx, labels].mean(), "the sign is wrong: the loss is MINUS the "
                                                     "log-probability"),
                    (lambda: -logits.log_softmax(0)[idx, labels].mean(),
                     "the log-softmax runs over the batch (dim=0); it runs over the classes: dim=-1"),
                    (lambda: -logits[idx, labels].mean(), "the logits are used as log-probabilities: apply "
-                    "F.log_softmax(logits, dim=-1) first")]
+                                                         "F.log_softmax(logits, dim=-1) first")]
         _expect(got, F.cross_entropy(logits, labels), what="the loss", on=on, ref="F.cross_entropy",
                 mutants=mutants)
     _ok("check_cross_entropy", "equal to F.cross_entropy on ordinary, float64 and huge (x1000) logits")
@@ -1164,26 +1158,22 @@ def check_smoothed_cross_entropy(fn) -> None:
         onehot = F.one_hot(labels, k).to(logits.dtype)
         mutants = [(lambda: -(((1 - eps) * onehot + eps / (k - 1) * (1 - onehot)) * lp).sum(-1).mean(),
                     "eps is spread over the K-1 wrong classes; label smoothing (PyTorch's and the ViT "
-                    "recipe's) "
-                    "spreads eps/K over ALL K classes, the true one included: (1-eps)*nll + "
+                    "recipe's) spreads eps/K over ALL K classes, the true one included: (1-eps)*nll + "
                     "eps*mean(-log p)"),
                    (lambda: ((1 - eps) * nll - eps * lp.sum(-1)).mean(),
                     "eps multiplies the SUM of -log p over the classes; each class gets eps/K: use the mean "
                     "over the classes"),
-                   (lambda: ((1 - eps) * nll).mean(), "the uniform part is missing: add eps * mean(-log "
-                                                      "p) over "
-                    "the classes"),
+                   (lambda: ((1 - eps) * nll).mean(), "the uniform part is missing: add eps * mean(-log p) "
+                                                      "over the classes"),
                    (lambda: nll.mean(), "eps is ignored: this is the plain cross-entropy"),
                    (lambda: ((1 - eps) * -torch.log(logits.softmax(-1))[idx, labels]
                              - eps * torch.log(logits.softmax(-1)).mean(-1)).mean(),
                     "the log-probabilities come from log(softmax(logits)), which gives -inf for large "
-                    "logits: "
-                    "use F.log_softmax")]
+                    "logits: use F.log_softmax")]
         _expect(got, F.cross_entropy(logits, labels, label_smoothing=eps), what="the smoothed loss", on=on,
                 ref="F.cross_entropy(label_smoothing=eps)", mutants=mutants)
     _ok("check_smoothed_cross_entropy", f"equal to F.cross_entropy(label_smoothing=eps) on {len(cases)} "
-                                        "cases "
-        "(eps 0, 0.1, 0.3; float64; huge logits)")
+                                        "cases (eps 0, 0.1, 0.3; float64; huge logits)")
 
 
 # -- training: augmentation, schedule, optimizer groups ------------------------------------
@@ -1236,28 +1226,24 @@ def check_random_shift(fn) -> None:
                    "uncovered border with the background, the image's corner value images[:, :, :1, :1] "
                    "(pad, then crop a window)")
         elif (_match_shift(one, img, s, "zero")[0, 0] != 10**6).item():
-            msg = ("the uncovered border is filled with 0, but the images are normalised, so the "
-                   "background is "
-                   "not 0: fill with the corner value images[:, :, :1, :1]")
+            msg = ("the uncovered border is filled with 0, but the images are normalised, so the background "
+                   "is not 0: fill with the corner value images[:, :, :1, :1]")
         elif (_match_shift(one, img, 2 * s + 1, "corner")[0, 0] != 10**6).item():
             msg = (f"the image moved by more than max_shift={s} pixels: draw dy and dx in [-max_shift, "
-                   "max_shift], "
-                   "torch.randint(-s, s + 1, ...) or a window offset in [0, 2s]")
+                   "max_shift], torch.randint(-s, s + 1, ...) or a window offset in [0, 2s]")
         elif all((_match_shift(got[i:i + 1, ch:ch + 1], images[i:i + 1, ch:ch + 1], s, "corner")[0, 0]
                   != 10**6).item() for ch in range(images.shape[1])):
-            msg = ("the channels of one image moved by different amounts: move all channels of an "
-                   "image together")
+            msg = ("the channels of one image moved by different amounts: move all channels of an image "
+                   "together")
         else:
-            msg = ("it is not a copy of the input moved by whole pixels with a background-filled "
-                   "border: take a "
-                   "window of the padded image, canvas[:, dy:dy + H, dx:dx + W]")
+            msg = ("it is not a copy of the input moved by whole pixels with a background-filled border: "
+                   "take a window of the padded image, canvas[:, dy:dy + H, dx:dx + W]")
         raise CheckFailed(f"image {i} of the output is wrong ({on}): {msg}")
     pairs = {tuple(p) for p in found.tolist()}
     dys, dxs = {p[0] for p in pairs}, {p[1] for p in pairs}
     if len(pairs) == 1:
-        raise CheckFailed(f"every image in the batch got the same shift {pairs.pop()} ({on}): draw one "
-                          "(dy, dx) "
-                          "per image, e.g. torch.randint(0, 2 * s + 1, (2, B), generator=generator)")
+        raise CheckFailed(f"every image in the batch got the same shift {pairs.pop()} ({on}): draw one (dy, "
+                          "dx) per image, e.g. torch.randint(0, 2 * s + 1, (2, B), generator=generator)")
     full = set(range(-s, s + 1))
     if dys != full or dxs != full:
         missing = sorted((full - dys) | (full - dxs))
@@ -1265,20 +1251,20 @@ def check_random_shift(fn) -> None:
                 " torch.randint's upper bound is exclusive: randint(low, high + 1)."
                 if len(missing) == 1 else "")
         raise CheckFailed(f"over 400 images the shifts never took the value(s) {missing} ({on}); every "
-                          "integer "
-                          f"in [-{s}, {s}] must be possible in both directions.{hint}")
+                          f"integer in [-{s}, {s}] must be possible in both directions.{hint}")
     again = _call("random_shift", fn, images, s, generator=torch.Generator().manual_seed(0))
     if not torch.equal(again, got):
-        raise CheckFailed("two calls with generators seeded alike gave different shifts: draw the "
-                          "random offsets "
-                          "with that generator, torch.randint(..., generator=generator), so that runs repeat")
+        raise CheckFailed("two calls with generators seeded alike gave different shifts: draw the random "
+                          "offsets with that generator, torch.randint(..., generator=generator), so that "
+                          "runs repeat")
     same = _call("random_shift", fn, images[:4], 0)
     _expect(same, images[:4], what="the output for max_shift=0", on=f"images {_shape(images[:4])}, "
                                                                     "max_shift=0",
             shape_hint="max_shift=0 returns the images unchanged")
     _call("random_shift", fn, images[:4], 1)
     _ok("check_random_shift", f"each of 400 images is moved by its own (dy, dx) in [-{s}, {s}] with a "
-        f"background-filled border, all {len(pairs)} shifts occur, the generator makes it repeatable")
+                              f"background-filled border, all {len(pairs)} shifts occur, the generator makes "
+                              "it repeatable")
 
 
 def _schedule_mutants(total, warmup, min_f):
@@ -1291,31 +1277,29 @@ def _schedule_mutants(total, warmup, min_f):
     ref = functools.partial(warmup_cosine, total_steps=total, warmup_steps=warmup, min_factor=min_f)
     return [
         (lambda st: st / warmup if st < warmup else ref(st),
-         "warm-up off by one: step 0 gets factor 0, so the first update does nothing, and step "
-         "warmup_steps - 1 "
-         "never reaches 1: use (step + 1) / warmup_steps"),
+         "warm-up off by one: step 0 gets factor 0, so the first update does nothing, and step warmup_steps "
+         "- 1 never reaches 1: use (step + 1) / warmup_steps"),
         (lambda st: (st + 1) / warmup if st <= warmup else ref(st),
          "the warm-up runs one step too long (step <= warmup_steps), so step warmup_steps gets a factor "
-         "above "
-         "1: use step < warmup_steps"),
+         "above 1: use step < warmup_steps"),
         (lambda st: (st + 1) / warmup if st < warmup else cos(min(1.0, st / total)),
-         "the cosine starts counting at step 0, not at the end of the warm-up: progress = "
-         "(step - warmup_steps) / (total_steps - warmup_steps)"),
+         "the cosine starts counting at step 0, not at the end of the warm-up: progress = (step - "
+         "warmup_steps) / (total_steps - warmup_steps)"),
         (lambda st: (st + 1) / warmup if st < warmup else cos(min(1.0, (st - warmup) / total)),
-         "the cosine progress is divided by total_steps; divide by the steps after the warm-up, "
-         "total_steps - warmup_steps"),
+         "the cosine progress is divided by total_steps; divide by the steps after the warm-up, total_steps "
+         "- warmup_steps"),
         (lambda st: (st + 1) / warmup if st < warmup else cos(prog(st), 0.0),
-         "min_factor is ignored: the factor decays to 0; it should end at min_factor: "
-         "min_factor + (1 - min_factor) * 0.5 * (1 + cos(pi * progress))"),
+         "min_factor is ignored: the factor decays to 0; it should end at min_factor: min_factor + (1 - "
+         "min_factor) * 0.5 * (1 + cos(pi * progress))"),
         (lambda st: (st + 1) / warmup if st < warmup else min_f + 0.5 * (1 + math.cos(math.pi * prog(st))),
-         "min_factor is added without scaling the cosine, so the peak is 1 + min_factor: "
-         "min_factor + (1 - min_factor) * 0.5 * (1 + cos(pi * progress))"),
+         "min_factor is added without scaling the cosine, so the peak is 1 + min_factor: min_factor + (1 - "
+         "min_factor) * 0.5 * (1 + cos(pi * progress))"),
         (lambda st: (st + 1) / warmup if st < warmup else cos((st - warmup) / max(1, total - warmup)),
          "after total_steps the factor comes back up (the cosine is not clamped): progress = min(1, ...)"),
         (lambda st: (st + 1) / warmup if st < warmup else
          min_f + (1 - min_f) * math.cos(math.pi / 2 * prog(st)),
-         "this is a quarter cosine, cos(pi/2 * progress); the schedule is half a period: "
-         "0.5 * (1 + cos(pi * progress))"),
+         "this is a quarter cosine, cos(pi/2 * progress); the schedule is half a period: 0.5 * (1 + cos(pi "
+         "* progress))"),
     ]
 
 
@@ -1333,8 +1317,7 @@ def check_warmup_cosine(fn) -> None:
                 v = v.item()
             if isinstance(v, bool) or not isinstance(v, numbers.Real):
                 raise CheckFailed(f"warmup_cosine returned a {type(v).__name__} at step {st} ({on}); it "
-                                  "should "
-                                  "return a number, the factor that multiplies the peak learning rate")
+                                  "should return a number, the factor that multiplies the peak learning rate")
             values.append(float(v))
         want = [warmup_cosine(st, total, warmup, min_f) for st in steps]
         wrong = [st for st in steps if not math.isclose(values[st], want[st], rel_tol=1e-9, abs_tol=1e-12)]
@@ -1347,16 +1330,13 @@ def check_warmup_cosine(fn) -> None:
             if all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) for a, b in zip(mv, values)):
                 raise CheckFailed(f"the schedule is wrong ({on}): {msg}")
         st = wrong[0]
-        raise CheckFailed(f"the factor is wrong at {len(wrong)} of {len(want)} steps ({on}); the first "
-                          f"is step {st}: "
-                          f"got {values[st]:.6g}, expected {want[st]:.6g}. Warm-up: (step + 1) / "
-                          "warmup_steps while "
-                          "step < warmup_steps; then min_factor + (1 - min_factor) * 0.5 * (1 + cos(pi "
-                          "* progress)), "
-                          "progress = min(1, (step - warmup_steps) / (total_steps - warmup_steps))")
-    _ok("check_warmup_cosine", "equal to vitlearn.training.warmup_cosine at every step (and 3 past the "
-                               "end) of "
-        f"{len(configs)} schedules")
+        raise CheckFailed(f"the factor is wrong at {len(wrong)} of {len(want)} steps ({on}); the first is "
+                          f"step {st}: got {values[st]:.6g}, expected {want[st]:.6g}. Warm-up: (step + 1) / "
+                          "warmup_steps while step < warmup_steps; then min_factor + (1 - min_factor) * 0.5 "
+                          "* (1 + cos(pi * progress)), progress = min(1, (step - warmup_steps) / "
+                          "(total_steps - warmup_steps))")
+    _ok("check_warmup_cosine", "equal to vitlearn.training.warmup_cosine at every step (and 3 past the end) "
+                               f"of {len(configs)} schedules")
 
 
 def _kind(name: str, p: torch.Tensor) -> str:
@@ -1385,13 +1365,11 @@ def check_weight_decay_groups(model: nn.Module, decay, no_decay) -> None:
         for p in items:
             if not isinstance(p, torch.Tensor):
                 raise CheckFailed(f"{label} should hold parameters (tensors), but it holds a "
-                                  f"{type(p).__name__}: "
-                                  "use model.parameters() or the p of model.named_parameters(), not the "
-                                  "names")
+                                  f"{type(p).__name__}: use model.parameters() or the p of "
+                                  "model.named_parameters(), not the names")
             if id(p) not in names:
-                raise CheckFailed(f"{label} holds a tensor of shape {list(p.shape)} that is not a "
-                                  "parameter of this "
-                                  "model: build the lists from model.parameters()")
+                raise CheckFailed(f"{label} holds a tensor of shape {list(p.shape)} that is not a parameter "
+                                  "of this model: build the lists from model.parameters()")
         groups[label] = {id(p) for p in items}
     both = groups["decay"] & groups["no_decay"]
     if both:
@@ -1403,26 +1381,23 @@ def check_weight_decay_groups(model: nn.Module, decay, no_decay) -> None:
     if neither:
         n = sorted(names[i] for i in neither)
         raise CheckFailed(f"{len(n)} parameter(s) are in neither list, e.g. {n[:3]}: AdamW would never "
-                          "update them; "
-                          "put every parameter in one of the two groups")
+                          "update them; put every parameter in one of the two groups")
     params = dict(model.named_parameters())
     wrongly = sorted(names[i] for i in groups["decay"] - want_decay)
     if wrongly:
         kinds = sorted({_kind(n, params[n]) for n in wrongly})
         raise CheckFailed(f"weight decay is applied to {len(wrongly)} tensor(s) that should not be decayed "
-                          f"({', '.join(kinds)}), e.g. {wrongly[:3]}: decay pulls them towards 0, which "
-                          "only hurts "
-                          "(a zero bias or LayerNorm gain, a washed-out [CLS] token or position table). "
-                          "Decay only "
-                          "the weight matrices of the Linear layers (p.ndim == 2); put the rest in no_decay")
+                          f"({', '.join(kinds)}), e.g. {wrongly[:3]}: decay pulls them towards 0, which only "
+                          "hurts (a zero bias or LayerNorm gain, a washed-out [CLS] token or position "
+                          "table). Decay only the weight matrices of the Linear layers (p.ndim == 2); put "
+                          "the rest in no_decay")
     missed = sorted(names[i] for i in groups["no_decay"] - want_no)
     if missed:
-        raise CheckFailed(f"{len(missed)} weight matrix(es) are not decayed, e.g. {missed[:3]}: the "
-                          "weights of the "
-                          "Linear layers (p.ndim == 2) go in the decay group")
+        raise CheckFailed(f"{len(missed)} weight matrix(es) are not decayed, e.g. {missed[:3]}: the weights "
+                          "of the Linear layers (p.ndim == 2) go in the decay group")
     _ok("check_weight_decay_groups", "the same groups as vitlearn.training.make_optimizer: "
-                                     f"{len(want_decay)} "
-        f"weight matrices decayed, {len(want_no)} biases, gains, [CLS] and position tensors not")
+                                     f"{len(want_decay)} weight matrices decayed, {len(want_no)} biases, "
+                                     "gains, [CLS] and position tensors not")
 
 
 @_check
@@ -1433,8 +1408,8 @@ def check_schedule_numbers(*, steps_per_epoch, total_steps, warmup_steps, lr_hal
     batches = sum(1 for _ in iterate_batches(labels, labels, batch_size, drop_last=True))
     on = f"n_train={n_train}, batch_size={batch_size}"
     _check_int("steps_per_epoch", steps_per_epoch, batches, on=on, mutants=[
-        (math.ceil(n_train / batch_size), "the last, partial batch is counted, but fit drops it (drop_last): "
-         "n_train // batch_size")])
+        (math.ceil(n_train / batch_size), "the last, partial batch is counted, but fit drops it "
+                                          "(drop_last): n_train // batch_size")])
     total = epochs * batches
     _check_int("total_steps", total_steps, total, on=f"{on}, epochs={epochs}", mutants=[
         (batches, "that is one epoch; total_steps = epochs * steps_per_epoch"),
@@ -1443,7 +1418,7 @@ def check_schedule_numbers(*, steps_per_epoch, total_steps, warmup_steps, lr_hal
     warm = max(1, round(warmup_epochs * batches))
     _check_int("warmup_steps", warmup_steps, warm, on=f"{on}, warmup_epochs={warmup_epochs}", mutants=[
         (round(warmup_epochs), "warmup_steps counts optimizer steps, not epochs: round(warmup_epochs * "
-         "steps_per_epoch)"),
+                               "steps_per_epoch)"),
         (int(warmup_epochs * batches), "use round(), not int(): fit rounds to the nearest step")])
     param = nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([param], lr=peak_lr)
@@ -1459,8 +1434,10 @@ def check_schedule_numbers(*, steps_per_epoch, total_steps, warmup_steps, lr_hal
         msgs = [(factor, "this is the schedule's factor: multiply it by peak_lr"),
                 (peak_lr * warmup_cosine(total // 2 - 1, total, warm, min_factor),
                  f"off by one step: after {total // 2} scheduler steps the factor is f({total // 2})"),
-                (peak_lr * 0.5 * (1 + math.cos(math.pi * 0.5)), "min_factor and the warm-up are ignored: use "
-                 "the schedule warmup_cosine(total_steps // 2, total_steps, warmup_steps, min_factor)")]
+                (peak_lr * 0.5 * (1 + math.cos(math.pi * 0.5)), "min_factor and the warm-up are ignored: "
+                                                                "use the schedule warmup_cosine(total_steps "
+                                                                "// 2, total_steps, warmup_steps, "
+                                                                "min_factor)")]
         hint = next((m for v, m in msgs
                      if isinstance(lr_halfway, numbers.Real) and math.isclose(lr_halfway, v, rel_tol=1e-9)),
                     "lr_halfway = peak_lr * warmup_cosine(total_steps // 2, total_steps, warmup_steps, "
@@ -1468,7 +1445,7 @@ def check_schedule_numbers(*, steps_per_epoch, total_steps, warmup_steps, lr_hal
         raise CheckFailed(f"lr_halfway = {lr_halfway!r}, but a LambdaLR driven for {total // 2} steps gives "
                           f"{want:.6g}: {hint}")
     _ok("check_schedule_numbers", f"{batches} steps per epoch (counted), {total} in all, {warm} of warm-up; "
-        f"the learning rate halfway, {want:.6f}, equals a real LambdaLR's")
+                                  f"the learning rate halfway, {want:.6f}, equals a real LambdaLR's")
 
 
 @_check
@@ -1492,10 +1469,9 @@ def check_vit_params(fn) -> None:
         got = _call("vit_params", fn, **cfg)
         _check_int("vit_params", got, want, on=on, mutants=[
             (want - d, "off by D: the [CLS] token (D numbers) or its row of the position table (1 + N rows, "
-             "not N) is missing"),
-            (want - 2 * d, "off by 2D: the [CLS] token and its position row, or the head's LayerNorm "
-                           "(gain and "
-             "bias), are missing"),
+                       "not N) is missing"),
+            (want - 2 * d, "off by 2D: the [CLS] token and its position row, or the head's LayerNorm (gain "
+                           "and bias), are missing"),
             (want - (n + 1) * d, "the position embedding [(1 + N) x D] is missing"),
             (want - (n + 1) * d - d, "the [CLS] token and the position embedding are missing"),
             (want - depth * 4 * d, "the blocks' LayerNorms (2 per block, gain and bias each: 4D) are "
@@ -1503,10 +1479,8 @@ def check_vit_params(fn) -> None:
             (want - (depth - 1) * block, "only one encoder block is counted; there are depth of them"),
             (want - depth * (3 * d + d + hdim + d), "the biases of the blocks' Linear layers are missing"),
             (want - d * k - k, "the classifier fc (D x K + K) is missing"),
-            (want - cfg["patch_size"] ** 2 * cfg["in_chans"] * d - d, "the patch embedding (P*P*C x D + "
-                                                                      "D) is "
-             "missing"),
+            (want - cfg["patch_size"] ** 2 * cfg["in_chans"] * d - d, "the patch embedding (P*P*C x D + D) "
+                                                                      "is missing"),
         ])
     _ok("check_vit_params", f"matches vitlearn.ViT counted on the meta device for {len(configs)} "
-                            "configurations, "
-        "up to ViT-B/16 at 224 px with 1000 classes (86.6M)")
+                            "configurations, up to ViT-B/16 at 224 px with 1000 classes (86.6M)")
