@@ -162,10 +162,6 @@ def test_links_resolve_in_both_editions(name):
                 continue
             for target in _relative_links(cell.source):
                 file = target.split("#")[0]
-                if file == "bug_zoo.md" or file == "../bug_zoo.md":
-                    # written concurrently by another change; the link must at least point at notebooks/
-                    assert (folder / file).resolve().parent == (ROOT / "notebooks").resolve()
-                    continue
                 assert (folder / file).exists(), f"{folder.name}/{name}: the link {target} leads nowhere"
 
 
