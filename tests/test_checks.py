@@ -366,11 +366,11 @@ def test_checks_run_under_no_grad():
 
 # -- the notebooks' own solutions -----------------------------------------------------------
 
-def _notebook_namespace():
+def _notebook_namespace(folder=ROOT / "notebooks"):
     ns = {}
     exec("import math, torch, vitlearn\nimport torch.nn.functional as F\nfrom torch import nn\n"
          "from einops import rearrange, repeat\nfrom vitlearn import checks", ns)
-    for path in sorted((ROOT / "notebooks").glob("0[0-8]_*.ipynb")):  # the series 00-08
+    for path in sorted(folder.glob("0[0-8]_*.ipynb")):  # the series 00-08
         for cell in json.loads(path.read_text())["cells"]:
             src = "".join(cell["source"])
             learner_part = r"^(def (my_|patch_embed_params|block_params)|class My)"
@@ -421,6 +421,33 @@ def test_the_notebooks_solutions_pass_every_check(capsys):
     model = vitlearn.ViT()
     checks.check_weight_decay_groups(model, [p for p in model.parameters() if p.ndim == 2],
                                      [p for p in model.parameters() if p.ndim != 2])
+
+
+def test_the_exercise_stubs_raise_not_implemented_through_the_checks():
+    folder = ROOT / "notebooks" / "exercises"
+    if not folder.exists():
+        pytest.skip("no exercise edition generated (tools/make_exercises.py)")
+    ns = _notebook_namespace(folder)
+    stubs = 0
+    for check, name in NOTEBOOK_PARTS:
+        if name in ns and "NotImplementedError" in _source(ns[name]):
+            stubs += 1
+            with pytest.raises(NotImplementedError):
+                getattr(checks, check)(ns[name])
+    assert stubs >= 20, f"only {stubs} exercise stubs found"
+
+
+def _source(obj):
+    import inspect
+
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):  # defined by exec: no file to read, look at the code's names
+        code = getattr(obj, "__code__", None) or getattr(getattr(obj, "__init__", None), "__code__", None)
+        names = set(code.co_names) if code else set()
+        for member in vars(obj).values() if isinstance(obj, type) else ():
+            names |= set(getattr(getattr(member, "__code__", None), "co_names", ()))
+        return " ".join(names)
 
 
 def test_vit_params_formula_for_vit_b16():
