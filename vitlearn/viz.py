@@ -170,7 +170,8 @@ def show_digits(dataset: ImageDataset, n: int = 16, *, title: str | None = None)
 def _picture(image) -> np.ndarray:
     """One image to draw: greyscale -> float [H, W] as given (see :func:`_digit`); RGB ([3, H, W]
     channels first, as models take it, or [H, W, 3] as ``np.asarray(PIL image)`` gives it) ->
-    float [H, W, 3] in [0, 1] (uint8 / 255; floats outside [0, 1], e.g. normalised, rescaled)."""
+    float [H, W, 3] in [0, 1] (uint8 / 255; floats outside [0, 1], e.g. normalised, rescaled).
+    Three greyscale digits [3, 28, 28] look exactly like one RGB image: pick one digit."""
     x = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image)
     while x.ndim > 3 and x.shape[0] == 1:
         x = x[0]
