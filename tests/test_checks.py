@@ -281,7 +281,7 @@ def test_shape_mistakes_name_the_expected_shape():
         checks.check_pool(lambda t, pool: t[0])
     with pytest.raises(CheckFailed, match=r"single number \(shape \[\]\)"):
         checks.check_cross_entropy(lambda lg, lb: F.cross_entropy(lg, lb, reduction="none"))
-    with pytest.raises(CheckFailed, match=r"should be a tensor of shape \[2, 16, 49\], got a list"):
+    with pytest.raises(CheckFailed, match=r"expected a tensor of shape \[2, 16, 49\], got a list"):
         checks.check_patchify(lambda x, p: vitlearn.patchify(x, p).tolist())
 
 

@@ -139,7 +139,7 @@ def _expect(got, want: torch.Tensor, *, what: str, on: str, ref: str = "ours",
             check_dtype: bool = True) -> None:
     """Raise CheckFailed unless ``got`` equals ``want``; name the matching mutant if any."""
     if not isinstance(got, torch.Tensor):
-        raise CheckFailed(f"{what} should be a tensor of shape {list(want.shape)}, got a "
+        raise CheckFailed(f"{what}: expected a tensor of shape {list(want.shape)}, got a "
                           f"{type(got).__name__} (inputs: {on})")
     if got.shape != want.shape:
         found = _diagnose(got, want, mutants, exact=exact)
@@ -147,7 +147,7 @@ def _expect(got, want: torch.Tensor, *, what: str, on: str, ref: str = "ours",
         raise CheckFailed(f"{what}: got shape {list(got.shape)}, expected {list(want.shape)} (inputs: "
                           f"{on}).{hint}")
     if check_dtype and got.dtype != want.dtype:
-        raise CheckFailed(f"{what} has dtype {got.dtype}, expected {want.dtype} like the inputs (inputs: "
+        raise CheckFailed(f"{what}: got dtype {got.dtype}, expected {want.dtype} like the inputs (inputs: "
                           f"{on}); do not convert: compute in the inputs' dtype")
     got_d = got.detach()
     if _close(got_d, want, exact=exact):
@@ -159,7 +159,7 @@ def _expect(got, want: torch.Tensor, *, what: str, on: str, ref: str = "ours",
     bad_nan = ~torch.isfinite(g) & torch.isfinite(w)
     if bad_nan.any():
         idx = tuple(int(i) for i in bad_nan.nonzero()[0])
-        raise CheckFailed(f"{what} has {int(bad_nan.sum())} inf/nan values where {ref} are finite, e.g. at "
+        raise CheckFailed(f"{what}: {int(bad_nan.sum())} inf/nan values where {ref} are finite, e.g. at "
                           f"index {list(idx)}: {g[idx].item()} (inputs: {on}); look for a log(0), a division "
                           "by zero or a softmax over a row that is all -inf")
     diff = (g - w).abs().nan_to_num(nan=float("inf"))
@@ -1106,10 +1106,10 @@ def _loss_cases():
 
 def _check_scalar(got, what, on):
     if not isinstance(got, torch.Tensor):
-        raise CheckFailed(f"{what} should be a scalar tensor, got a {type(got).__name__} ({on}): keep it a "
+        raise CheckFailed(f"{what}: expected a scalar tensor, got a {type(got).__name__} ({on}): keep it a "
                           "tensor (no .item()), so that loss.backward() works")
     if got.shape != ():
-        raise CheckFailed(f"{what} has shape {list(got.shape)}, expected a single number (shape []) ({on}): "
+        raise CheckFailed(f"{what}: got shape {list(got.shape)}, expected a single number (shape []) ({on}): "
                           "take the mean over the batch")
 
 
