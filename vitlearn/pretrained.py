@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from urllib.parse import urlparse
 
 import torch
@@ -323,12 +324,25 @@ def _weights_host(pretrained_cfg: dict) -> tuple[str, int]:
 
 
 def _reachable(host: str, port: int, timeout: float) -> str | None:
-    """None if a TCP connection to host:port opens within ``timeout`` s, else why not."""
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
+    """None if a TCP connection to host:port opens within ``timeout`` s, else why not.
+
+    The probe runs in a daemon thread so that a name lookup that hangs (a resolver with no
+    network can wait far longer than ``timeout``) cannot hold the caller up either."""
+    outcome: dict[str, str] = {}
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome["ok"] = ""
+        except OSError as err:
+            outcome["error"] = f"{type(err).__name__}: {err}"
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if "ok" in outcome:
         return None
-    except OSError as err:
-        return f"{type(err).__name__}: {err}"
+    return outcome.get("error", f"no answer within {timeout:g} s")
 
 
 def _cached(pretrained_cfg: dict) -> bool:
