@@ -396,7 +396,7 @@ def from_pretrained(name: str, *, timeout: float = 3.0, **timm_kwargs) -> nn.Mod
                 f"cache, or a local file via pretrained_cfg_overlay=dict(file=...)).")
     try:
         model = timm.create_model(name, pretrained=True, **timm_kwargs)
-    except (OSError, RuntimeError, ValueError) as err:  # network errors are OSErrors
+    except Exception as err:  # requests/httpx/hub errors: not all are OSErrors
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise PretrainedWeightsError(f"timm could not load the pretrained weights of {name!r} "
                                      f"({type(err).__name__}: {first[:300]})") from None
