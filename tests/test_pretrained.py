@@ -186,3 +186,21 @@ def test_from_transformers_refuses_other_activations_and_models():
         vitlearn.ViT.from_transformers(transformers.ViTForImageClassification(cfg))
     with pytest.raises(UnsupportedModelError, match="ViTForImageClassification"):
         vitlearn.ViT.from_transformers(nn.Linear(2, 2))
+
+
+def test_from_pretrained_turns_a_failed_download_into_one_clear_error(monkeypatch):
+    """The host answers but the download fails (a proxy, a firewall, an expired token): timm's
+    exception, whatever its type, becomes one PretrainedWeightsError naming it, not a traceback."""
+    class ConnectError(Exception):  # like httpx.ConnectError: not an OSError
+        pass
+
+    def failing_download(*args, **kwargs):
+        raise ConnectError("[Errno 111] Connection refused\nlong traceback text")
+
+    monkeypatch.setattr(pretrained, "_cached", lambda cfg: False)
+    monkeypatch.setattr(pretrained, "_reachable", lambda host, port, timeout: None)
+    monkeypatch.setattr(timm, "create_model", failing_download)
+    with pytest.raises(PretrainedWeightsError, match=r"could not load .* \(ConnectError: \[Errno 111\] "
+                                                     r"Connection refused\)$") as info:
+        vitlearn.ViT.from_pretrained("vit_base_patch16_224")
+    assert info.value.__suppress_context__ and info.value.__cause__ is None
