@@ -107,6 +107,27 @@ def test_model_runs_at_a_new_resolution_after_set_img_size():
     assert sincos(torch.randn(1, 1, 56, 56)).shape == (1, 10)
 
 
+class FixedPositions(nn.Module):
+    """A learner's position embedding that cannot be resampled (no set_grid_size)."""
+
+    def __init__(self, *, num_patches, embed_dim, num_prefix_tokens=1):
+        super().__init__()
+        self.pos = nn.Parameter(torch.zeros(1, num_prefix_tokens + num_patches, embed_dim))
+
+    def forward(self, x):
+        return x + self.pos
+
+
+def test_set_img_size_names_the_missing_set_grid_size_and_changes_nothing():
+    model = vitlearn.ViT(pos_embed_layer=FixedPositions).eval()
+    with pytest.raises(TypeError, match=r"FixedPositions \(pos_embed_layer\) has no set_grid_size method; "
+                                        r"add `def set_grid_size\(self, grid_size\)`.*"
+                                        r"vitlearn.resample_position_embedding"):
+        model.set_img_size(56)
+    assert model.config.img_size == 28  # still usable at the old size
+    assert model(torch.randn(1, 1, 28, 28)).shape == (1, 10)
+
+
 # -- step 7: attention ----------------------------------------------------------------------
 
 def test_scaled_dot_product_attention_equals_torch():

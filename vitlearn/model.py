@@ -245,8 +245,16 @@ class ViT(nn.Module):
 
     def set_img_size(self, img_size: int) -> ViT:
         """Run at a new resolution: resample the position embeddings to the new patch grid."""
-        self.config = self.config.replace(img_size=img_size)  # checks img_size
-        grid = self.config.grid_size
+        config = self.config.replace(img_size=img_size)  # checks img_size
+        if self.pos_embed is not None and not callable(getattr(self.pos_embed, "set_grid_size", None)):
+            # Checked before anything changes, so the model stays usable at its old size.
+            raise TypeError(f"set_img_size needs the position embedding to resample itself, but "
+                            f"{type(self.pos_embed).__name__} (pos_embed_layer) has no set_grid_size "
+                            f"method; add `def set_grid_size(self, grid_size)` that replaces its "
+                            f"positions with vitlearn.resample_position_embedding(pos, grid_size, "
+                            f"num_prefix_tokens=...)")
+        self.config = config
+        grid = config.grid_size
         if self.pos_embed is not None:
             self.pos_embed.set_grid_size(grid)
         for attr, value in (("img_size", img_size), ("grid_size", grid), ("num_patches", grid * grid)):
