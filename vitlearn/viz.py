@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from .data import ImageDataset, normalize
+from .data import DATASETS, ImageDataset, normalize
+from .model import eval_mode
 from .patches import patchify
 from .training import Evaluation, History, evaluate
 
@@ -30,19 +31,46 @@ __all__ = ["show_digits", "plot_patch_grid", "plot_patch_sequence", "plot_embedd
            "plot_attention_rollout", "plot_training_curves", "plot_confusion_matrix",
            "plot_mistakes", "plot_data_scale", "MNIST_MEAN", "MNIST_STD"]
 
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
-ATTENTION_CMAP = "inferno"
+_, _, MNIST_MEAN, MNIST_STD = DATASETS["mnist"]  # what uint8 images are normalised with
+
+# Colour maps and colours, one per kind of thing drawn.
+DIGIT_CMAP = "gray"               # images and pixel values
+ATTENTION_CMAP = "inferno"        # attention scores drawn over a digit
+FILTER_CMAP = "RdBu_r"            # signed weights: red positive, blue negative, white zero
+SIMILARITY_CMAP = "viridis"       # cosine similarity in [-1, 1]
+COUNT_CMAP = "Blues"              # confusion-matrix counts
+GRID_COLOUR = "tab:orange"        # patch borders and patch numbers
+MISTAKE_COLOUR = "tab:red"
+
+# Sizes: tiles per row in the image grids, the smallest figure side (inches), font sizes.
+TILE_COLUMNS = 8
+MIN_FIGURE_SIDE = 2.0
+TITLE_FONTSIZE = 10               # figure and single-panel titles
+TILE_FONTSIZE = 9                 # one tile's title in a grid
+SMALL_FONTSIZE = 8                # numbers inside a plot
 
 
 # ---------------------------------------------------------------------------- helpers
 
 def _new_figure(nrows: int, ncols: int, *, cell: float = 1.4, **kwargs) -> tuple[Figure, np.ndarray]:
-    fig, axes = plt.subplots(nrows, ncols, figsize=(max(2.0, cell * ncols), max(2.0, cell * nrows)),
+    """A grid of ``cell``-inch square axes, always 2-D ([nrows, ncols])."""
+    fig, axes = plt.subplots(nrows, ncols, figsize=(max(MIN_FIGURE_SIDE, cell * ncols),
+                                                    max(MIN_FIGURE_SIDE, cell * nrows)),
                              squeeze=False, **kwargs)
     return fig, axes
 
 
-def _finish(fig: Figure) -> Figure:
+def _tiles(n: int, *, cell: float) -> tuple[Figure, list]:
+    """``n`` tiles, :data:`TILE_COLUMNS` to a row; the unused axes of the last row are hidden."""
+    cols = min(n, TILE_COLUMNS)
+    fig, axes = _new_figure(math.ceil(n / cols), cols, cell=cell)
+    _blank_unused(axes, n)
+    return fig, list(axes.flat[:n])
+
+
+def _finish(fig: Figure, *, tight: bool = True) -> Figure:
+    if tight:
+        fig.tight_layout()
     # Out of pyplot's registry: no second copy at the end of a notebook cell, no leak.
     plt.close(fig)
     return fig
@@ -128,15 +156,47 @@ def _patch_scores(maps: torch.Tensor, prefix: int) -> torch.Tensor:
 def _overlay(ax, image: np.ndarray, scores: np.ndarray, *, alpha: float = 0.6) -> None:
     """The digit in grey with a [g, g] score map stretched over it (nearest: one block per patch)."""
     h, w = image.shape
-    ax.imshow(image, cmap="gray", extent=(0, w, h, 0))
+    ax.imshow(image, cmap=DIGIT_CMAP, extent=(0, w, h, 0))
     ax.imshow(scores, cmap=ATTENTION_CMAP, alpha=alpha, extent=(0, w, h, 0), interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
+    _plain(ax)
 
 
 def _plain(ax) -> None:
+    """No ticks: the axes of a picture."""
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def _show_digit(ax, image, title: str, **title_kwargs) -> None:
+    """One greyscale image as a titled tile."""
+    ax.imshow(image.numpy() if isinstance(image, torch.Tensor) else image, cmap=DIGIT_CMAP)
+    ax.set_title(title, fontsize=TILE_FONTSIZE, **title_kwargs)
+    _plain(ax)
+
+
+def _integer_ticks(*axes) -> None:
+    for ax in axes:
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.yaxis.get_major_locator().set_params(integer=True)
+
+
+def _white_gaps(cmap: str):
+    """``cmap`` with NaN drawn white: the gaps between tiles in one canvas."""
+    return plt.get_cmap(cmap).with_extremes(bad="white")
+
+
+def _tile_canvas(tiles: np.ndarray, per_row: int) -> np.ndarray:
+    """Tiles [N, a, a] (or RGB [N, a, a, 3]) laid out like text, ``per_row`` to a line, with a
+    1-pixel gap: NaN for greyscale (drawn white by :func:`_white_gaps`), white for RGB. One
+    image instead of N axes, so it is fast for any N."""
+    n, a = len(tiles), tiles.shape[1]
+    step = a + 1
+    shape = (math.ceil(n / per_row) * step - 1, per_row * step - 1) + tiles.shape[3:]
+    canvas = np.full(shape, np.nan if tiles.ndim == 3 else 1.0)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, per_row)
+        canvas[r * step:r * step + a, c * step:c * step + a] = tile
+    return canvas
 
 
 def _blank_unused(axes: np.ndarray, used: int) -> None:
@@ -154,16 +214,10 @@ def show_digits(dataset: ImageDataset, n: int = 16, *, title: str | None = None)
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     n = min(n, len(dataset))
-    cols = min(n, 8)
-    rows = math.ceil(n / cols)
-    fig, axes = _new_figure(rows, cols, cell=1.3)
-    for i, ax in enumerate(axes.flat[:n]):
-        ax.imshow(dataset.images[i].numpy(), cmap="gray")
-        ax.set_title(dataset.classes[int(dataset.labels[i])], fontsize=9)
-        _plain(ax)
-    _blank_unused(axes, n)
+    fig, axes = _tiles(n, cell=1.3)
+    for i, ax in enumerate(axes):
+        _show_digit(ax, dataset.images[i], dataset.classes[int(dataset.labels[i])])
     fig.suptitle(title or f"{n} {dataset.name} images and their labels")
-    fig.tight_layout()
     return _finish(fig)
 
 
@@ -191,87 +245,75 @@ def _picture(image) -> np.ndarray:
                          f"e.g. dataset.images[0]") from None
 
 
-def plot_patch_grid(image, patch_size: int) -> Figure:
-    """One image (a greyscale digit, or an RGB photo [3, H, W]) with the patch borders drawn on
-    it and, when there are at most 64, each patch's index in the sequence."""
+def _picture_in_patches(image, patch_size: int) -> tuple[np.ndarray, int, int]:
+    """(:func:`_picture` of ``image``, its height, its width), both checked against ``patch_size``."""
     img = _picture(image)
     h, w = img.shape[:2]
     _check_patch_size(h, patch_size)
     _check_patch_size(w, patch_size)
+    return img, h, w
+
+
+def plot_patch_grid(image, patch_size: int) -> Figure:
+    """One image (a greyscale digit, or an RGB photo [3, H, W]) with the patch borders drawn on
+    it and, when there are at most 64, each patch's index in the sequence."""
+    img, h, w = _picture_in_patches(image, patch_size)
     gh, gw = h // patch_size, w // patch_size
     fig, ax = plt.subplots(figsize=(4.2, 4.2))
-    ax.imshow(img, cmap="gray" if img.ndim == 2 else None, extent=(0, w, h, 0))
+    ax.imshow(img, cmap=DIGIT_CMAP if img.ndim == 2 else None, extent=(0, w, h, 0))
+    border = GRID_COLOUR if img.ndim == 2 else "white"
     for k in range(1, gw):
-        ax.axvline(k * patch_size, color="tab:orange" if img.ndim == 2 else "white", lw=1)
+        ax.axvline(k * patch_size, color=border, lw=1)
     for k in range(1, gh):
-        ax.axhline(k * patch_size, color="tab:orange" if img.ndim == 2 else "white", lw=1)
+        ax.axhline(k * patch_size, color=border, lw=1)
     if gh * gw <= 64:  # numbers on a finer grid are unreadable
         for r in range(gh):
             for c in range(gw):
                 ax.text((c + 0.5) * patch_size, (r + 0.5) * patch_size, str(r * gw + c),
-                        ha="center", va="center", color="tab:orange",
+                        ha="center", va="center", color=GRID_COLOUR,
                         fontsize=max(6, 16 - gw), fontweight="bold")
     ax.set_xlim(0, w)
     ax.set_ylim(h, 0)
     _plain(ax)
-    ax.set_title(f"patch size {patch_size}: {gh}x{gw} grid = {gh * gw} patches", fontsize=10)
-    fig.tight_layout()
+    ax.set_title(f"patch size {patch_size}: {gh}x{gw} grid = {gh * gw} patches", fontsize=TITLE_FONTSIZE)
     return _finish(fig)
-
-
-def _patch_strip(patches: np.ndarray, patch_size: int, per_row: int) -> np.ndarray:
-    """Patches [N, P, P] (or RGB [N, P, P, 3]) laid out like text, ``per_row`` to a line, with a
-    1-pixel gap: NaN for greyscale (drawn white by the colour map), white for RGB."""
-    n, p = len(patches), patch_size
-    lines = math.ceil(n / per_row)
-    shape = (lines * (p + 1) - 1, per_row * (p + 1) - 1) + patches.shape[3:]
-    canvas = np.full(shape, np.nan if patches.ndim == 3 else 1.0)
-    for i, patch in enumerate(patches):
-        r, c = divmod(i, per_row)
-        canvas[r * (p + 1):r * (p + 1) + p, c * (p + 1):c * (p + 1) + p] = patch
-    return canvas
 
 
 def plot_patch_sequence(image, patch_size: int) -> Figure:
     """What the Transformer receives: the patches in row-major order (top) and, flattened, the
     [N, P*P*C] matrix whose rows are the tokens (bottom; for RGB each row holds the patch's
     pixels in :func:`vitlearn.patchify`'s (p1 p2 c) order, drawn in grey)."""
-    img = _picture(image)
-    h, w = img.shape[:2]
+    img, h, w = _picture_in_patches(image, patch_size)
     c = 1 if img.ndim == 2 else img.shape[2]
-    _check_patch_size(h, patch_size)
-    _check_patch_size(w, patch_size)
     chw = torch.from_numpy(img)[None] if c == 1 else torch.from_numpy(img).permute(2, 0, 1)
     seq = patchify(chw[None], patch_size)[0].numpy()                          # [N, P*P*C]
     n, p = seq.shape[0], patch_size
     grid = w // p
     per_row = n if n <= 16 else 2 * grid
     patches = seq.reshape(n, p, p) if c == 1 else seq.reshape(n, p, p, c)
-    strip = _patch_strip(patches, p, per_row)
-    cmap = plt.get_cmap("gray").with_extremes(bad="white")
+    strip = _tile_canvas(patches, per_row)
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 6.5), height_ratios=[1, 1.3])
     if c == 1:
-        top.imshow(strip, cmap=cmap, vmin=np.nanmin(seq), vmax=np.nanmax(seq), interpolation="nearest")
+        top.imshow(strip, cmap=_white_gaps(DIGIT_CMAP), vmin=np.nanmin(seq), vmax=np.nanmax(seq),
+                   interpolation="nearest")
     else:
         top.imshow(strip, interpolation="nearest")
     if n == per_row:  # one line: room to number the patches above it
         for i in range(n):
             top.text(i * (p + 1) + (p - 1) / 2, -0.7, str(i), ha="center", va="bottom",
-                     fontsize=8, color="tab:orange")
+                     fontsize=SMALL_FONTSIZE, color=GRID_COLOUR)
         top.set_ylim(p - 0.5, -0.5 - 0.5 * p)
     _plain(top)
     top.set_axis_off()
-    top.set_title(f"the sequence: {n} patches of {p}x{p} pixels, in reading order", fontsize=10)
+    top.set_title(f"the sequence: {n} patches of {p}x{p} pixels, in reading order", fontsize=TITLE_FONTSIZE)
 
-    bottom.imshow(seq, cmap="gray", aspect="auto", interpolation="nearest")
-    bottom.xaxis.get_major_locator().set_params(integer=True)
-    bottom.yaxis.get_major_locator().set_params(integer=True)
+    bottom.imshow(seq, cmap=DIGIT_CMAP, aspect="auto", interpolation="nearest")
+    _integer_ticks(bottom)
     pixels = f"{p}*{p}" if c == 1 else f"{p}*{p}*{c}"
     bottom.set_xlabel(f"pixel within the patch ({pixels} = {p * p * c})")
     bottom.set_ylabel(f"patch (token) 0..{n - 1}")
-    bottom.set_title(f"patchify: [{c}, {h}, {w}] -> [{n}, {p * p * c}]", fontsize=10)
-    fig.tight_layout()
+    bottom.set_title(f"patchify: [{c}, {h}, {w}] -> [{n}, {p * p * c}]", fontsize=TITLE_FONTSIZE)
     return _finish(fig)
 
 
@@ -295,7 +337,7 @@ def plot_data_scale(result, *, title: str | None = None) -> Figure:
         ax.plot([n for n, _ in pts], [100 * a for _, a in pts], marker=next(markers, "o"), label=label)
         for n, a in pts:
             ax.annotate(f"{100 * a:.1f}", (n, 100 * a), textcoords="offset points", xytext=(0, 6),
-                        ha="center", fontsize=8)
+                        ha="center", fontsize=SMALL_FONTSIZE)
     sizes = sorted(set(r["n_train"]))
     ax.set_xscale("log")
     ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
@@ -305,10 +347,9 @@ def plot_data_scale(result, *, title: str | None = None) -> Figure:
     steps = sorted(set(r.get("steps", [])))
     budget = f", {steps[0]:,} optimizer steps each" if len(steps) == 1 else ""
     ax.set_title(title or f"{r.get('dataset', '')}: test accuracy vs training-set size{budget}",
-                 fontsize=10)
+                 fontsize=TITLE_FONTSIZE)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
     return _finish(fig)
 
 
@@ -347,17 +388,13 @@ def plot_embedding_filters(model, n: int | None = None, *, pca: bool = False) ->
     n = len(w) if n is None else min(n, len(w))
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
-    cols = min(n, 8)
-    rows = math.ceil(n / cols)
-    fig, axes = _new_figure(rows, cols, cell=1.1)
-    for i, ax in enumerate(axes.flat[:n]):
+    fig, axes = _tiles(n, cell=1.1)
+    for i, ax in enumerate(axes):
         lim = float(np.abs(w[i]).max()) or 1.0
-        ax.imshow(w[i].reshape(p, p), cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
-        ax.set_title(f"{i}" + (f" ({ratio[i]:.0%})" if pca else ""), fontsize=8)
+        ax.imshow(w[i].reshape(p, p), cmap=FILTER_CMAP, vmin=-lim, vmax=lim, interpolation="nearest")
+        ax.set_title(f"{i}" + (f" ({ratio[i]:.0%})" if pca else ""), fontsize=SMALL_FONTSIZE)
         _plain(ax)
-    _blank_unused(axes, n)
-    fig.suptitle(f"{what}, {p}x{p}", fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(f"{what}, {p}x{p}", fontsize=TITLE_FONTSIZE)
     return _finish(fig)
 
 
@@ -377,16 +414,12 @@ def plot_position_similarity(model) -> Figure:
     patches = torch.nn.functional.normalize(pos[0, prefix:].detach().float().cpu(), dim=-1)  # [N, D]
     sim = (patches @ patches.T).numpy()                                                       # [N, N]
 
-    # One canvas of grid x grid tiles (each grid x grid) with 1-cell NaN gaps: fast for any grid.
+    # One canvas of grid x grid tiles, tile i = position i's similarities as a [grid, grid] image.
+    canvas = _tile_canvas(sim.reshape(grid * grid, grid, grid), per_row=grid)
     step = grid + 1
-    canvas = np.full((grid * step - 1, grid * step - 1), np.nan)
-    for i in range(grid * grid):
-        r, c = divmod(i, grid)
-        canvas[r * step:r * step + grid, c * step:c * step + grid] = sim[i].reshape(grid, grid)
     size = min(9.0, 2.5 + 0.45 * grid)
     fig, ax = plt.subplots(figsize=(size + 0.9, size))
-    im = ax.imshow(canvas, cmap=plt.get_cmap("viridis").with_extremes(bad="white"), vmin=-1, vmax=1,
-                   interpolation="nearest")
+    im = ax.imshow(canvas, cmap=_white_gaps(SIMILARITY_CMAP), vmin=-1, vmax=1, interpolation="nearest")
     centres = [k * step + (grid - 1) / 2 for k in range(grid)]
     ax.set_xticks(centres, [str(k) for k in range(grid)])
     ax.set_yticks(centres, [str(k) for k in range(grid)])
@@ -396,7 +429,6 @@ def plot_position_similarity(model) -> Figure:
         side.set_visible(False)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, label="cosine similarity")
     ax.set_title("position embedding similarity", fontsize=11)
-    fig.tight_layout()
     return _finish(fig)
 
 
@@ -455,11 +487,10 @@ def plot_attention_maps(model, image, *, layer: int | None = None, head: int | N
     for r, li in enumerate(layers):
         for c, hi in enumerate(chosen_heads):
             _overlay(axes[r, c], img, scores[li, hi].reshape(grid, grid).numpy())
-            axes[r, c].set_title(f"layer {li}, head {hi}", fontsize=9)
+            axes[r, c].set_title(f"layer {li}, head {hi}", fontsize=TILE_FONTSIZE)
     who = ("[CLS] attention over the patches" if prefix
            else "attention each patch receives\n(mean over queries: no [CLS] with pool='mean')")
-    fig.suptitle(who, fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(who, fontsize=TITLE_FONTSIZE)
     return _finish(fig)
 
 
@@ -474,28 +505,20 @@ def plot_attention_rollout(model, images, labels=None, *, mean: float = MNIST_ME
         raise ValueError(f"got {x.shape[0]} images; plot at most 32 at a time, e.g. images[:8]")
     rollout = attention_rollout(model, x)                                  # [B, N]
     grid = math.isqrt(rollout.shape[1])
-    with torch.no_grad():
-        was_training = model.training
-        model.eval()
-        try:
-            preds = model(x.to(_model_device(model))).argmax(dim=-1).cpu()
-        finally:
-            model.train(was_training)
+    with eval_mode(model):
+        preds = model(x.to(_model_device(model))).argmax(dim=-1).cpu()
     b = x.shape[0]
     fig, axes = _new_figure(2, b, cell=1.6)
     for i in range(b):
         img = x[i, 0].numpy()
-        axes[0, i].imshow(img, cmap="gray")
-        _plain(axes[0, i])
         title = f"pred {int(preds[i])}"
         if labels is not None:
             title = f"label {int(labels[i])}\n{title}"
-        axes[0, i].set_title(title, fontsize=9)
+        _show_digit(axes[0, i], img, title)
         _overlay(axes[1, i], img, rollout[i].reshape(grid, grid).numpy(), alpha=0.7)
     axes[0, 0].set_ylabel("digit")
     axes[1, 0].set_ylabel("rollout")
-    fig.suptitle("attention rollout: what reaches the classifier through all layers", fontsize=10)
-    fig.tight_layout()
+    fig.suptitle("attention rollout: what reaches the classifier through all layers", fontsize=TITLE_FONTSIZE)
     return _finish(fig)
 
 
@@ -514,17 +537,16 @@ def plot_training_curves(history: History | dict) -> Figure:
     left.plot(h["epoch"], h["train_loss"], "o-", label="train loss")
     left.set_xlabel("epoch")
     left.set_ylabel("cross-entropy")
-    left.set_title("training loss", fontsize=10)
+    left.set_title("training loss", fontsize=TITLE_FONTSIZE)
     right.plot(h["epoch"], [100 * a for a in h["train_acc"]], "o-", label="train")
     right.plot(h["epoch"], [100 * a for a in h["test_acc"]], "s-", label="test")
     right.set_xlabel("epoch")
     right.set_ylabel("accuracy (%)")
-    right.set_title(f"accuracy (final test {100 * h['test_acc'][-1]:.2f}%)", fontsize=10)
+    right.set_title(f"accuracy (final test {100 * h['test_acc'][-1]:.2f}%)", fontsize=TITLE_FONTSIZE)
     right.legend()
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    fig.tight_layout()
     return _finish(fig)
 
 
@@ -555,7 +577,7 @@ def plot_confusion_matrix(model=None, data: ImageDataset | None = None, *,
     counts.index_put_((ev.labels.long(), ev.predictions.long()), torch.ones(len(ev.labels), dtype=torch.long),
                       accumulate=True)
     fig, ax = plt.subplots(figsize=(0.45 * k + 2.0, 0.45 * k + 1.5))
-    ax.imshow(np.log1p(counts.numpy()), cmap="Blues")
+    ax.imshow(np.log1p(counts.numpy()), cmap=COUNT_CMAP)
     top = counts.max().item()
     for t in range(k):
         for p in range(k):
@@ -567,8 +589,7 @@ def plot_confusion_matrix(model=None, data: ImageDataset | None = None, *,
     ax.set_yticks(range(k), classes)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(f"confusion matrix: {ev.accuracy:.2%} correct of {len(ev.labels)}", fontsize=10)
-    fig.tight_layout()
+    ax.set_title(f"confusion matrix: {ev.accuracy:.2%} correct of {len(ev.labels)}", fontsize=TITLE_FONTSIZE)
     return _finish(fig)
 
 
@@ -587,17 +608,11 @@ def plot_mistakes(model=None, data: ImageDataset | None = None, n: int = 16, *,
         fig, ax = plt.subplots(figsize=(4, 1.5))
         ax.text(0.5, 0.5, f"no mistakes on these {len(data)} images", ha="center", va="center")
         ax.set_axis_off()
-        return _finish(fig)
-    cols = min(len(wrong), 8)
-    rows = math.ceil(len(wrong) / cols)
-    fig, axes = _new_figure(rows, cols, cell=1.35)
-    for ax, i in zip(axes.flat, wrong):
-        ax.imshow(data.images[i].numpy(), cmap="gray")
+        return _finish(fig, tight=False)
+    fig, axes = _tiles(len(wrong), cell=1.35)
+    for ax, i in zip(axes, wrong):
         t, p = data.classes[int(ev.labels[i])], data.classes[int(ev.predictions[i])]
-        ax.set_title(f"{t} / {p}", fontsize=9, color="tab:red")
-        _plain(ax)
-    _blank_unused(axes, len(wrong))
+        _show_digit(ax, data.images[i], f"{t} / {p}", color=MISTAKE_COLOUR)
     total = int((ev.predictions != ev.labels).sum())
-    fig.suptitle(f"mistakes (true / predicted): {len(wrong)} of {total}", fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(f"mistakes (true / predicted): {len(wrong)} of {total}", fontsize=TITLE_FONTSIZE)
     return _finish(fig)
