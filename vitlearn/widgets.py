@@ -23,7 +23,8 @@ from .data import ImageDataset
 __all__ = ["patch_explorer", "attention_explorer", "PatchExplorer", "AttentionExplorer",
            "PATCH_SIZES", "show_figure", "figure_png"]
 
-PATCH_SIZES = (1, 2, 4, 7, 14, 28)  # the divisors of 28: the patch sizes a 28x28 digit allows
+IMAGE_SIZE = 28  # MNIST digits are 28x28
+PATCH_SIZES = tuple(p for p in range(1, IMAGE_SIZE + 1) if IMAGE_SIZE % p == 0)  # (1, 2, 4, 7, 14, 28)
 
 
 def show_figure(output: widgets.Output, fig: Figure, *, dpi: int = 80) -> None:
@@ -57,6 +58,12 @@ def _check_index(index: int, dataset: ImageDataset) -> None:
                          f"(use 0..{len(dataset) - 1})")
 
 
+def _digit_slider(dataset: ImageDataset, index: int) -> widgets.IntSlider:
+    """The "digit" slider both explorers share: which image of ``dataset`` to show."""
+    return widgets.IntSlider(value=index, min=0, max=len(dataset) - 1, description="digit",
+                             continuous_update=False, style={"description_width": "initial"})
+
+
 class PatchExplorer(widgets.VBox):
     """Step 2-3 explorer: choose a patch size and a digit; see the grid and the sequence."""
 
@@ -64,14 +71,13 @@ class PatchExplorer(widgets.VBox):
         _check_dataset(dataset)
         _check_index(index, dataset)
         if patch_size not in PATCH_SIZES:
-            raise ValueError(f"patch_size={patch_size} does not divide 28; choose one of {PATCH_SIZES}")
+            raise ValueError(f"patch_size={patch_size} does not divide {IMAGE_SIZE}; "
+                             f"choose one of {PATCH_SIZES}")
         self.dataset = dataset
         self.patch_size_slider = widgets.SelectionSlider(
             options=list(PATCH_SIZES), value=patch_size, description="patch size",
             continuous_update=False, style={"description_width": "initial"})
-        self.index_slider = widgets.IntSlider(
-            value=index, min=0, max=len(dataset) - 1, description="digit",
-            continuous_update=False, style={"description_width": "initial"})
+        self.index_slider = _digit_slider(dataset, index)
         self.status = widgets.HTML()
         self.grid_output = widgets.Output()
         self.sequence_output = widgets.Output()
@@ -84,7 +90,8 @@ class PatchExplorer(widgets.VBox):
 
     def update(self, change=None) -> None:
         p, i = self.patch_size_slider.value, self.index_slider.value
-        n, grid = (28 // p) ** 2, 28 // p
+        grid = IMAGE_SIZE // p
+        n = grid * grid
         label = self.dataset.classes[int(self.dataset.labels[i])]
         self.status.value = (f"<b>patch size {p}: {n} patch{'es' if n > 1 else ''} of {p * p} pixels</b>"
                              f" (a {grid}x{grid} grid; digit {i}, label {html.escape(label)})")
@@ -108,9 +115,7 @@ class AttentionExplorer(widgets.VBox):
         self.model, self.dataset = model, dataset
         maps = model.attention_maps(self._image(index).to(viz._model_device(model)))  # probe once
         depth, heads = maps.shape[1], maps.shape[2]
-        self.index_slider = widgets.IntSlider(
-            value=index, min=0, max=len(dataset) - 1, description="digit",
-            continuous_update=False, style={"description_width": "initial"})
+        self.index_slider = _digit_slider(dataset, index)
         self.layer_dropdown = widgets.Dropdown(
             options=[("all", None)] + [(str(k), k) for k in range(depth)], value=None,
             description="layer", layout=widgets.Layout(width="150px"))
