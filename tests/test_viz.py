@@ -1,5 +1,7 @@
 """vitlearn.viz: every figure renders, on tiny untrained models and synthetic digits (no data files)."""
 
+import math
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -146,6 +148,37 @@ def test_plot_position_similarity(kind):
         r, c = divmod(i, grid)
         assert canvas[r * (grid + 1) + r, c * (grid + 1) + c] == pytest.approx(1.0, abs=1e-5)
     assert "similarity" in ax.get_title()
+
+
+def test_plot_position_similarity_of_what_changed_since_a_reference():
+    """With a reference table, the tiles are the cosine similarities of pos - reference."""
+    model = tiny()
+    grid = 4
+    reference = model.pos_embed.pos.detach().clone()
+    rows = torch.arange(16) // grid                                   # a change that depends on the row only
+    change = torch.zeros(1, 17, 16)
+    change[0, 1:, 0] = torch.where(rows < 2, 1.0, -1.0)
+    change[0, 1:, 1] = 0.5
+    with torch.no_grad():
+        model.pos_embed.pos += change
+    canvas = viz.plot_position_similarity(model, reference=reference).axes[0].get_images()[0].get_array()
+    diff = torch.nn.functional.normalize(change[0, 1:], dim=-1)
+    expected = (diff @ diff.T).reshape(16, grid, grid)
+    for i in range(16):
+        r, c = divmod(i, grid)
+        tile = canvas[r * (grid + 1):r * (grid + 1) + grid, c * (grid + 1):c * (grid + 1) + grid]
+        torch.testing.assert_close(torch.as_tensor(tile.data).float(), expected[i], atol=1e-5, rtol=0)
+    # same rows alike (1), top and bottom halves apart (-0.6): nothing like the random table
+    assert expected[0, 1, 3] == pytest.approx(1.0) and expected[0, 3, 0] == pytest.approx(-0.6)
+    plain = viz.plot_position_similarity(model).axes[0].get_images()[0].get_array()
+    assert abs(float(plain[0, grid - 1]) - 1.0) > 0.1                  # without reference: another picture
+    assert "changed" in viz.plot_position_similarity(model, reference=reference).axes[0].get_title()
+
+
+def test_plot_position_similarity_rejects_a_reference_of_another_shape():
+    model = tiny()
+    with pytest.raises(ValueError, match="pos_at_init = model.pos_embed.pos"):
+        viz.plot_position_similarity(model, reference=torch.zeros(1, 16, 16))
 
 
 def test_plot_position_similarity_without_position_embedding():
@@ -374,3 +407,94 @@ def test_plot_data_scale_rejects_other_input():
         viz.plot_data_scale({"model": []})
     with pytest.raises(ValueError, match="data_scale_experiment"):
         viz.plot_data_scale({"epoch": [1]})
+
+
+# ---------------------------------------------------------------------------- mean attention distance
+
+class FixedAttention(nn.Module):
+    """Attention whose weights are a given pattern [T, T] (the same for every head and image):
+    a hand-made map whose mean attention distance is known without the code under test."""
+
+    pattern: torch.Tensor = None  # set per test
+
+    def __init__(self, *, embed_dim, num_heads):
+        super().__init__()
+        self.h = num_heads
+
+    def forward(self, x, need_weights=False):
+        w = self.pattern.to(x.dtype).expand(x.shape[0], self.h, -1, -1)    # [B, h, T, T]
+        y = w @ x[:, None]                                                 # [B, h, T, D]
+        y = y.mean(dim=1)
+        return (y, w) if need_weights else y
+
+
+def fixed_attention_model(pattern, **kwargs):
+    attn = type("Pattern", (FixedAttention,), {"pattern": pattern})
+    return tiny(attn_layer=attn, **kwargs)
+
+
+def centre_distance(i, j, grid, patch_size):
+    """Pixels between the centres of patches i and j (row-major), by Pythagoras."""
+    (ri, ci), (rj, cj) = divmod(i, grid), divmod(j, grid)
+    return patch_size * math.hypot(ri - rj, ci - cj)
+
+
+@pytest.mark.parametrize("pool", ["cls", "mean"])
+def test_mean_attention_distance_of_self_attention_only_is_zero(data, pool):
+    """Every token attends only to itself: each query's distance is 0."""
+    model = fixed_attention_model(torch.eye(17 if pool == "cls" else 16), pool=pool)
+    d = viz.mean_attention_distance(model, data.images[:3])
+    assert d.shape == (2, 2)                                         # [depth, heads]
+    torch.testing.assert_close(d, torch.zeros(2, 2))
+
+
+def test_mean_attention_distance_of_uniform_attention_is_the_mean_pairwise_distance(data):
+    """Zero queries and keys: every token attends evenly to all 17 tokens; over the 16 patch
+    keys (renormalised, [CLS] left out) that is the mean distance between any two patches."""
+    model = tiny(patch_size=7)
+    with torch.no_grad():
+        for block in model.encoder.blocks:
+            qk = 2 * block.attn.qkv.in_features                       # rows (three h d): q, k, then v
+            block.attn.qkv.weight[:qk].zero_()
+            block.attn.qkv.bias[:qk].zero_()
+    expected = sum(centre_distance(i, j, 4, 7) for i in range(16) for j in range(16)) / 16 ** 2
+    d = viz.mean_attention_distance(model, data.images[:5])
+    torch.testing.assert_close(d, torch.full((2, 2), expected))
+
+
+def test_mean_attention_distance_renormalises_over_patches_and_reads_queries_as_rows(data):
+    """Each patch query puts half its weight on [CLS] and half on patch 0 (the top-left one):
+    without [CLS] that is all on patch 0, so the distance is the mean distance to patch 0.
+    Reading the keys as rows, or keeping [CLS]'s half, gives another number."""
+    pattern = torch.zeros(17, 17)
+    pattern[:, 0] = 0.5
+    pattern[:, 1] = 0.5
+    model = fixed_attention_model(pattern)
+    expected = sum(centre_distance(0, j, 4, 7) for j in range(16)) / 16
+    torch.testing.assert_close(viz.mean_attention_distance(model, data.images[:2]),
+                               torch.full((2, 2), expected))
+
+
+def test_mean_attention_distance_averages_over_images_in_batches(data):
+    model = tiny(patch_size=4)
+    whole = viz.mean_attention_distance(model, data.images[:7])
+    torch.testing.assert_close(viz.mean_attention_distance(model, data.images[:7], batch_size=3), whole)
+    one_by_one = torch.stack([viz.mean_attention_distance(model, data.images[i:i + 1]) for i in range(7)])
+    torch.testing.assert_close(one_by_one.mean(dim=0), whole)
+    torch.testing.assert_close(viz.mean_attention_distance(model, data[:7]), whole)  # a dataset
+    assert ((whole > 0) & (whole < centre_distance(0, 48, 7, 4))).all()
+
+
+@pytest.mark.parametrize("kind", list(MODELS))
+def test_plot_mean_attention_distance(data, kind):
+    model = MODELS[kind]()
+    fig = viz.plot_mean_attention_distance(model, data[:6])
+    (ax,) = fig.axes
+    dots = [c.get_offsets() for c in ax.collections]                 # one scatter per head
+    assert len(dots) == 2
+    distances = viz.mean_attention_distance(model, data[:6])
+    for head, xy in enumerate(dots):
+        assert torch.allclose(torch.as_tensor(xy[:, 1]).float(), distances[:, head], atol=1e-5)
+        assert [round(float(x)) for x in xy[:, 0]] == [0, 1]          # x = layer
+    assert "pixels" in ax.get_ylabel()
+    assert "6 images" in ax.get_title()

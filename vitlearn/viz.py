@@ -28,7 +28,8 @@ from .training import Evaluation, History, evaluate
 
 __all__ = ["show_digits", "plot_patch_grid", "plot_patch_sequence", "plot_embedding_filters",
            "plot_position_similarity", "attention_rollout", "plot_attention_maps",
-           "plot_attention_rollout", "plot_training_curves", "plot_confusion_matrix",
+           "plot_attention_rollout", "mean_attention_distance", "plot_mean_attention_distance",
+           "plot_training_curves", "plot_confusion_matrix",
            "plot_mistakes", "plot_data_scale", "MNIST_MEAN", "MNIST_STD"]
 
 _, _, MNIST_MEAN, MNIST_STD = DATASETS["mnist"]  # what uint8 images are normalised with
@@ -398,10 +399,16 @@ def plot_embedding_filters(model, n: int | None = None, *, pca: bool = False) ->
     return _finish(fig)
 
 
-def plot_position_similarity(model) -> Figure:
+def plot_position_similarity(model, *, reference=None) -> Figure:
     """Cosine similarity of each patch's position embedding with every other one (ViT paper,
     figure 7): tile (r, c) shows how alike position (r, c) is to every position in the grid.
-    A trained model rediscovers the 2-D layout: each tile is brightest near its own place."""
+    A trained model rediscovers the 2-D layout: each tile is brightest near its own place.
+
+    ``reference`` (a table shaped like ``model.pos_embed.pos``, e.g. a copy taken before
+    training) is subtracted first, so the picture shows what training *changed*: a learned
+    table starts as random vectors much longer than a short training moves them, and that
+    random start hides the change in the plain similarities.
+    """
     pos_embed = getattr(model, "pos_embed", None)
     if pos_embed is None:
         raise ValueError("this model has no position embedding (pos_embed='none'); build it with "
@@ -411,7 +418,17 @@ def plot_position_similarity(model) -> Figure:
         raise ValueError("plot_position_similarity needs model.pos_embed.pos [1, prefix+N, D]; "
                          f"{type(pos_embed).__name__} has no such tensor")
     prefix, grid = _prefix_and_grid(model, pos.shape[1])
-    patches = torch.nn.functional.normalize(pos[0, prefix:].detach().float().cpu(), dim=-1)  # [N, D]
+    pos = pos.detach().float().cpu()
+    title = "position embedding similarity"
+    if reference is not None:
+        ref = torch.as_tensor(reference).detach().float().cpu()
+        if ref.shape != pos.shape:
+            raise ValueError(f"reference has shape {tuple(ref.shape)}, but model.pos_embed.pos has "
+                             f"{tuple(pos.shape)}; pass a copy of the same table taken earlier, e.g. "
+                             f"pos_at_init = model.pos_embed.pos.detach().clone() before training")
+        pos = pos - ref
+        title = "similarity of what training changed (pos - reference)"
+    patches = torch.nn.functional.normalize(pos[0, prefix:], dim=-1)                         # [N, D]
     sim = (patches @ patches.T).numpy()                                                       # [N, N]
 
     # One canvas of grid x grid tiles, tile i = position i's similarities as a [grid, grid] image.
@@ -428,7 +445,7 @@ def plot_position_similarity(model) -> Figure:
     for side in ax.spines.values():
         side.set_visible(False)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, label="cosine similarity")
-    ax.set_title("position embedding similarity", fontsize=11)
+    ax.set_title(title, fontsize=11)
     return _finish(fig)
 
 
@@ -519,6 +536,74 @@ def plot_attention_rollout(model, images, labels=None, *, mean: float = MNIST_ME
     axes[0, 0].set_ylabel("digit")
     axes[1, 0].set_ylabel("rollout")
     fig.suptitle("attention rollout: what reaches the classifier through all layers", fontsize=TITLE_FONTSIZE)
+    return _finish(fig)
+
+
+def _patch_distances(grid: int, patch_size: int) -> torch.Tensor:
+    """Distance in pixels between the centres of every pair of patches on a grid x grid layout
+    (row-major, like patchify) -> [N, N]."""
+    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    centres = torch.stack([rows.flatten(), cols.flatten()], dim=-1).double() * patch_size  # [N, 2]
+    return torch.cdist(centres, centres)
+
+
+@torch.no_grad()
+def mean_attention_distance(model, images, *, mean: float = MNIST_MEAN, std: float = MNIST_STD,
+                            batch_size: int = 250) -> torch.Tensor:
+    """How far each head looks, in pixels (ViT paper, figure 7 right) -> [depth, heads].
+
+    For each query patch, the attention-weighted distance from its centre to the centres of
+    the key patches; then the mean over query patches and images. It is the attention
+    counterpart of a CNN's receptive field: a head at about 0 looks at its own patch, a large
+    value means it gathers from across the image.
+
+    Only patch tokens count: the [CLS] token (or any prefix token) is dropped from the queries
+    and from the keys, and each query's weights over the patch keys are renormalised to sum to
+    1, since [CLS] has no place in the image. uint8 images are normalised with ``mean``/``std``
+    first; float images are passed as they are. ``images`` may be an ImageDataset; they are run
+    ``batch_size`` at a time.
+    """
+    x = _model_input(images, mean, std)
+    if x.shape[0] == 0:
+        raise ValueError("mean_attention_distance needs at least one image")
+    total, dist = None, None
+    for start in range(0, x.shape[0], batch_size):
+        _, maps, prefix, grid = _attention(model, x[start:start + batch_size], mean, std)
+        if dist is None:
+            dist = _patch_distances(grid, model.patch_size)                     # [N, N] pixels
+        w = maps[..., prefix:, prefix:].double()                                # [B, depth, h, N, N]
+        w = w / w.sum(dim=-1, keepdim=True).clamp_min(1e-30)                    # over patch keys
+        per_query = (w * dist).sum(dim=-1)                                      # [B, depth, h, N]
+        part = per_query.mean(dim=-1).sum(dim=0)                                # [depth, h]
+        total = part if total is None else total + part
+    return (total / x.shape[0]).float()
+
+
+def plot_mean_attention_distance(model, data_or_images, *, mean: float = MNIST_MEAN,
+                                 std: float = MNIST_STD) -> Figure:
+    """Mean attention distance (:func:`mean_attention_distance`) as in the ViT paper's figure 7
+    (right): x = layer, y = distance in pixels, one dot per head. The dashed line is what
+    attention spread evenly over all patches would give; a head at 0 attends only to itself."""
+    distances = mean_attention_distance(model, data_or_images, mean=mean, std=std).numpy()  # [depth, h]
+    depth, heads = distances.shape
+    grid = math.isqrt(model.num_patches)
+    uniform = float(_patch_distances(grid, model.patch_size).mean())
+    n = _model_input(data_or_images, mean, std).shape[0]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.0 + 0.8 * depth), 3.6))
+    offsets = np.linspace(-0.12, 0.12, heads) if heads > 1 else np.zeros(1)   # heads side by side
+    for h in range(heads):
+        ax.scatter(np.arange(depth) + offsets[h], distances[:, h], s=36, label=f"head {h}")
+    ax.axhline(uniform, color="grey", linestyle="--", linewidth=1)
+    ax.annotate(f"uniform over all patches: {uniform:.1f} px", (depth - 0.5, uniform), ha="right",
+                va="bottom", fontsize=SMALL_FONTSIZE, color="grey")
+    ax.set_xticks(range(depth))
+    ax.set_xlim(-0.5, depth - 0.5)
+    ax.set_ylim(0, max(float(distances.max()), uniform) * 1.15 + 0.5)
+    ax.set_xlabel("layer (network depth)")
+    ax.set_ylabel("mean attention distance (pixels)")
+    ax.legend(fontsize=SMALL_FONTSIZE, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    ax.set_title(f"how far each head looks ({n} image{'s' if n != 1 else ''}, "
+                 f"{model.patch_size}x{model.patch_size}-pixel patches)", fontsize=TITLE_FONTSIZE)
     return _finish(fig)
 
 
