@@ -589,20 +589,19 @@ def plot_mean_attention_distance(model, data_or_images, *, mean: float = MNIST_M
     grid = math.isqrt(model.num_patches)
     uniform = float(_patch_distances(grid, model.patch_size).mean())
     n = _model_input(data_or_images, mean, std).shape[0]
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.0 + 0.8 * depth), 3.6))
+    fig, ax = plt.subplots(figsize=(max(6.0, 2.6 + 0.8 * depth), 3.8))
     offsets = np.linspace(-0.12, 0.12, heads) if heads > 1 else np.zeros(1)   # heads side by side
     for h in range(heads):
         ax.scatter(np.arange(depth) + offsets[h], distances[:, h], s=36, label=f"head {h}")
-    ax.axhline(uniform, color="grey", linestyle="--", linewidth=1)
-    ax.annotate(f"uniform over all patches: {uniform:.1f} px", (depth - 0.5, uniform), ha="right",
-                va="bottom", fontsize=SMALL_FONTSIZE, color="grey")
+    ax.axhline(uniform, color="grey", linestyle="--", linewidth=1,
+               label=f"uniform over\nall patches ({uniform:.1f} px)")
     ax.set_xticks(range(depth))
     ax.set_xlim(-0.5, depth - 0.5)
     ax.set_ylim(0, max(float(distances.max()), uniform) * 1.15 + 0.5)
     ax.set_xlabel("layer (network depth)")
     ax.set_ylabel("mean attention distance (pixels)")
     ax.legend(fontsize=SMALL_FONTSIZE, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-    ax.set_title(f"how far each head looks ({n} image{'s' if n != 1 else ''}, "
+    ax.set_title(f"mean attention distance per head ({n} image{'s' if n != 1 else ''}, "
                  f"{model.patch_size}x{model.patch_size}-pixel patches)", fontsize=TITLE_FONTSIZE)
     return _finish(fig)
 
