@@ -103,6 +103,7 @@ def test_no_solution_line_survives(name):
 def test_exercise_edition_is_the_same_notebook_without_answers(name):
     solution = _read(ROOT / "notebooks" / name)
     exercise = _read(EXERCISES / name)
+    assert "widgets" not in exercise.metadata, f"{name}: the solution run's saved widget views were copied"
     for i, (s, e) in enumerate(zip(solution.cells, exercise.cells)):
         assert s.cell_type == e.cell_type and s.get("id") == e.get("id")
         if e.cell_type == "code":

@@ -132,6 +132,7 @@ def make_exercise(nb: nbformat.NotebookNode, name: str = "notebook",
     (in notebook order) keep their solutions: the notebook as a learner has it after writing k
     parts (tests/test_exercises.py runs every such stage)."""
     nb = nbformat.from_dict(nb)  # deep copy
+    nb.metadata.pop("widgets", None)  # saved widget views are outputs of the solution run
     for index, cell in enumerate(nb.cells):
         where = f"{name}, cell {index}"
         if cell.cell_type == "code":
