@@ -10,15 +10,17 @@ The public parts, in the order of the paper's pipeline::
     ClassificationHead                                step 8      vitlearn.head
     ViTConfig / ViT                                   all         vitlearn.model
     SmallCNN / data_scale_experiment                  ViT vs a CNN as data grows   vitlearn.baselines
+    compare / Variant                                 side-by-side runs (ablations) vitlearn.experiments
     ViT.from_timm / from_pretrained / from_transformers  the real weights      vitlearn.pretrained
 """
 
-from . import baselines, checks, pretrained
+from . import baselines, checks, experiments, pretrained
 from .attention import MultiHeadSelfAttention, record_attention, scaled_dot_product_attention
 from .baselines import SmallCNN, data_scale_experiment
 from .checkpoint import CheckpointError, load, load_checkpoint, save
 from .data import DataNotFoundError, ImageDataset, load_dataset
 from .encoder import MLP, EncoderBlock, TransformerEncoder
+from .experiments import Comparison, Variant, compare
 from .head import ClassificationHead
 from .model import ViT, ViTConfig, eval_mode
 from .patches import PatchEmbedding, patchify, unpatchify
@@ -43,4 +45,5 @@ __all__ = [
     "fit", "evaluate", "History", "Evaluation", "default_device",
     "save", "load", "load_checkpoint", "CheckpointError",
     "SmallCNN", "data_scale_experiment", "baselines", "pretrained", "checks",
+    "compare", "Variant", "Comparison", "experiments",
 ]

@@ -29,7 +29,7 @@ from .training import Evaluation, History, evaluate
 __all__ = ["show_digits", "plot_patch_grid", "plot_patch_sequence", "plot_embedding_filters",
            "plot_position_similarity", "attention_rollout", "plot_attention_maps",
            "plot_attention_rollout", "mean_attention_distance", "plot_mean_attention_distance",
-           "plot_training_curves", "plot_confusion_matrix",
+           "plot_training_curves", "plot_comparison", "plot_confusion_matrix",
            "plot_mistakes", "plot_data_scale", "MNIST_MEAN", "MNIST_STD"]
 
 _, _, MNIST_MEAN, MNIST_STD = DATASETS["mnist"]  # what uint8 images are normalised with
@@ -631,6 +631,33 @@ def plot_training_curves(history: History | dict) -> Figure:
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
+    return _finish(fig)
+
+
+def plot_comparison(comparison, *, title: str | None = None) -> Figure:
+    """Test accuracy after every epoch for each variant of :func:`vitlearn.experiments.compare`:
+    one faint line per seed, the mean over seeds bold, the final mean written at the end."""
+    names = getattr(comparison, "names", None)
+    if not names:
+        raise ValueError("plot_comparison needs the result of vitlearn.experiments.compare(...)")
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for i, name in enumerate(names):
+        colour = f"C{i % 10}"
+        histories = comparison.histories[name]
+        for h in histories if len(histories) > 1 else []:
+            ax.plot(h.epoch, [100 * a for a in h.test_acc], "-", color=colour, alpha=0.3, lw=1)
+        epochs = histories[0].epoch
+        mean = [100 * sum(h.test_acc[e] for h in histories) / len(histories) for e in range(len(epochs))]
+        ax.plot(epochs, mean, "o-", color=colour, lw=2,
+                label=f"{name} ({mean[-1]:.2f}%)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy (%)")
+    seeds = comparison.seeds
+    ax.set_title(title or f"test accuracy per epoch ({len(seeds)} seed{'s' if len(seeds) > 1 else ''}"
+                          f"{', mean bold' if len(seeds) > 1 else ''})", fontsize=TITLE_FONTSIZE)
+    ax.grid(alpha=0.3)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=SMALL_FONTSIZE, loc="lower right")
     return _finish(fig)
 
 
