@@ -35,7 +35,7 @@ class Variant:
     ``Variant(ViT, label_smoothing=0.0)``."""
 
     def __init__(self, build: Callable[[], nn.Module], **fit_kwargs):
-        if not callable(build):
+        if not callable(build) or isinstance(build, nn.Module):
             raise TypeError(f"Variant: build must be a function that returns a fresh model "
                             f"(e.g. `lambda: vitlearn.ViT(patch_size=4)` or `vitlearn.ViT`), "
                             f"got {type(build).__name__}")
@@ -86,8 +86,9 @@ class Comparison:
         return max(self.names, key=self.accuracy)
 
     def __str__(self) -> str:
-        # Numbers that vary between CPUs (accuracies, seconds) are written as "acc 98.14%" and
-        # "9.8 s", and the seconds come last in the row, so nbval's sanitizer can mask them.
+        # Numbers that vary between CPUs (accuracies, seconds) are written as "acc 98.14%" (or
+        # "acc  9.80%", the same width) and "9.8 s", the seconds last in the row, so that nbval's
+        # sanitizer masks them without changing the layout.
         width = max(len("variant"), *(len(n) for n in self.names))
         show_tokens = any(t is not None for t in self.tokens.values())
         acc_columns = [f"seed {s}" for s in self.seeds] + (["mean"] if len(self.seeds) > 1 else [])
@@ -101,7 +102,7 @@ class Comparison:
                 row += f"  {tokens if tokens is not None else '-':>6}"
             row += f"  {self.params[name]:8,d}"
             accs = self.accuracies(name) + ([self.accuracy(name)] if len(self.seeds) > 1 else [])
-            row += "".join(f"  {'acc ' + format(a, '.2%'):<10}" for a in accs)
+            row += "".join(f"  acc {a:6.2%}" for a in accs)
             row += f"  {self.seconds_per_epoch(name):.1f} s"
             rows.append(row)
         return "\n".join(rows)
