@@ -2,7 +2,8 @@
 
 Each block is pre-norm (ViT paper, eq. 2-3):  x = x + MSA(LN(x));  x = x + MLP(LN(x)).
 The residual path lets every block make a small correction to the tokens rather than
-rewrite them, which is what makes deep stacks trainable.
+rewrite them, which is what makes deep stacks trainable. ``EncoderBlock(norm="post")`` and
+``EncoderBlock(residual=False)`` are the variants notebook 06 compares it with.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from .attention import MultiHeadSelfAttention, check_heads
 from .contract import build_part, check_dropout, check_positive_int
 
 __all__ = ["MLP", "EncoderBlock", "TransformerEncoder"]
+
+NORM_PLACEMENTS = ("pre", "post")
 
 
 class MLP(nn.Module):
@@ -54,14 +57,41 @@ class EncoderBlock(nn.Module):
     """Pre-LayerNorm block. ``attn_layer`` builds the attention module (default: ours), so a
     learner's class can replace it. It is called as ``attn_layer(embed_dim=, num_heads=)``,
     plus ``attn_dropout=`` / ``proj_dropout=`` when those are not 0, and must return
-    ``(out, weights)`` when called with ``need_weights=True`` (:func:`record_attention`)."""
+    ``(out, weights)`` when called with ``need_weights=True`` (:func:`record_attention`).
+
+    Two options turn it into the blocks the ViT block is compared with (notebook 06); with
+    the defaults (``norm="pre"``, ``residual=True``) it is the paper's block, bit for bit:
+
+    * ``norm="post"``: LayerNorm *after* each residual add, ``x = LN(x + MSA(x))``,
+      ``x = LN(x + MLP(x))``, as in the original Transformer (Vaswani et al. 2017) and
+      ``nn.TransformerEncoderLayer(norm_first=False)``. Every LayerNorm sits on the residual
+      path itself, so the identity path from the loss back to the input is normalised at
+      every block. Xiong et al. 2020 ("On Layer Normalization in the Transformer
+      Architecture") show that at initialisation this makes the gradients of the layers
+      near the output large, which is why post-norm needs a learning-rate warm-up;
+      ``norm="pre"`` (default, ViT eq. 2-3) keeps the identity path clean and trains
+      without one.
+    * ``residual=False``: no ``x +``; each sub-layer's output replaces its input. The block
+      loses the identity path: every block must re-transmit everything worth keeping, and
+      the gradient reaches the first blocks only through all the later ones, which is what
+      makes deep stacks without skip connections hard to train.
+    """
 
     def __init__(self, *, embed_dim: int, num_heads: int, mlp_ratio: float = 2.0,
                  dropout: float = 0.0, attn_dropout: float = 0.0,
                  attn_layer: Callable[..., nn.Module] | None = None,
-                 norm_eps: float = 1e-6):
+                 norm_eps: float = 1e-6, norm: str = "pre", residual: bool = True):
         super().__init__()
         _check_block_args("EncoderBlock", embed_dim, num_heads, mlp_ratio, dropout, attn_dropout)
+        if not isinstance(norm, str) or norm not in NORM_PLACEMENTS:
+            raise ValueError(f"EncoderBlock: norm must be 'pre' (LayerNorm before each sub-layer, "
+                             f"inside the residual branch: the ViT paper) or 'post' (LayerNorm after "
+                             f"each residual add: the original Transformer), got norm={norm!r}")
+        if not isinstance(residual, bool):
+            raise ValueError(f"EncoderBlock: residual must be True (x = x + f(x), the paper) or "
+                             f"False (x = f(x)), got residual={residual!r}")
+        self.norm_placement = norm
+        self.residual = residual
         options = {}
         if attn_dropout:
             options["attn_dropout"] = (attn_dropout, f"attn_dropout={attn_dropout}")
@@ -74,9 +104,24 @@ class EncoderBlock(nn.Module):
         self.mlp = MLP(embed_dim=embed_dim, hidden_dim=int(embed_dim * mlp_ratio), dropout=dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))  # [B, N, D]
-        x = x + self.mlp(self.norm2(x))
-        return x
+        if self.norm_placement == "pre" and self.residual:  # the paper's block
+            x = x + self.attn(self.norm1(x))  # [B, N, D]
+            x = x + self.mlp(self.norm2(x))
+            return x
+        x = self._sublayer(x, self.attn, self.norm1)
+        return self._sublayer(x, self.mlp, self.norm2)
+
+    def _sublayer(self, x: torch.Tensor, layer: nn.Module, norm: nn.Module) -> torch.Tensor:
+        if self.norm_placement == "pre":
+            out = layer(norm(x))
+            return x + out if self.residual else out
+        out = layer(x)
+        return norm(x + out if self.residual else out)
+
+    def extra_repr(self) -> str:
+        options = ([f"norm={self.norm_placement!r}"] if self.norm_placement != "pre" else []) + \
+                  (["residual=False"] if not self.residual else [])
+        return ", ".join(options)
 
 
 class TransformerEncoder(nn.Module):
