@@ -3,6 +3,9 @@
 A Transformer consumes a *sequence* of vectors. ViT turns an image into one by cutting it
 into non-overlapping ``P x P`` patches (step 2), flattening every patch into a vector of
 ``P*P*C`` numbers (step 3) and projecting each vector linearly to ``embed_dim`` (step 4).
+
+:class:`HybridEmbedding` is the paper's alternative input (section 3.1): a small CNN's feature
+map, cut into 1x1 patches and projected the same way.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from torch import nn
 
 from .contract import check_positive_int
 
-__all__ = ["patchify", "unpatchify", "PatchEmbedding", "check_images", "check_patch_size"]
+__all__ = ["patchify", "unpatchify", "PatchEmbedding", "HybridEmbedding", "check_images",
+           "check_patch_size"]
 
 
 def check_patch_size(img_size: int, patch_size: int, *, what: str = "img_size") -> None:
@@ -133,3 +137,102 @@ class PatchEmbedding(nn.Module):
         conv.weight.copy_(rearrange(self.proj.weight, "d (p1 p2 c) -> d c p1 p2", p1=p, p2=p))
         conv.bias.copy_(self.proj.bias)
         return conv
+
+
+def _stem_sides(img_size: int) -> list[int]:
+    """The feature-map side after 0, 1, 2, ... stride-2 3x3 convolutions (padding 1): each
+    one takes a side ``s`` to ``ceil(s / 2)``, down to 1. ``[28, 14, 7, 4, 2, 1]`` for 28."""
+    sides = [img_size]
+    while sides[-1] > 1:
+        sides.append((sides[-1] + 1) // 2)
+    return sides
+
+
+class HybridEmbedding(nn.Module):
+    """Steps 2-4 of the paper's *hybrid* ViT (section 3.1): the tokens come from a CNN's
+    feature map instead of raw pixel patches.
+
+    A small convolutional stem (3x3 Conv - BatchNorm - ReLU, each with stride 2 and padding 1,
+    so each halves the side, rounding up) turns ``[B, C, H, W]`` into a feature map of
+    ``img_size / patch_size`` on a side: on 28 px, patch 7 takes three layers (28 -> 14 -> 7 -> 4),
+    16 tokens like :class:`PatchEmbedding`. That map is cut into 1x1 patches (each position's
+    ``stem_width`` channels are one token) and projected by one shared Linear to ``embed_dim``.
+    ``patch_size`` thus sets the number of tokens N, as in the plain ViT; it is the stem's
+    overall stride, up to the rounding.
+
+    Why: the plain patch embedding keeps almost none of a CNN's image priors (only the cutting
+    into patches and the weight sharing across them). The stem adds them back: locality (3x3
+    windows), translation equivariance, and a hierarchy of features, each token summarising an
+    overlapping neighbourhood instead of an isolated P x P square. The paper found hybrids
+    slightly better than plain ViTs at small compute budgets, with the gap vanishing for larger
+    models (section 4.4, figure 5).
+
+    Same constructor keywords as :class:`PatchEmbedding` (so ``ViT(embed_layer=HybridEmbedding)``
+    works), plus ``stem_width``, the channels of every conv layer. The number of tokens must be
+    reachable by halving: a ValueError lists the patch sizes that are, otherwise.
+    """
+
+    check_input: bool = True
+
+    def __init__(self, *, img_size: int = 28, patch_size: int = 7, in_chans: int = 1,
+                 embed_dim: int = 64, stem_width: int = 32):
+        super().__init__()
+        check_positive_int("HybridEmbedding", img_size=img_size, patch_size=patch_size,
+                           in_chans=in_chans, embed_dim=embed_dim, stem_width=stem_width)
+        check_patch_size(img_size, patch_size)
+        grid = img_size // patch_size
+        sides = _stem_sides(img_size)
+        if grid not in sides:
+            raise ValueError(self._unreachable(img_size, patch_size, "HybridEmbedding"))
+        self.patch_size, self.in_chans, self.embed_dim = patch_size, in_chans, embed_dim
+        self.stem_width = stem_width
+        self.num_stride2 = sides.index(grid)  # how many layers halve the side
+        layers, channels = [], in_chans
+        for i in range(max(self.num_stride2, 1)):  # at least one layer (stride 1 when grid == img_size)
+            stride = 2 if i < self.num_stride2 else 1
+            layers += [nn.Conv2d(channels, stem_width, kernel_size=3, stride=stride, padding=1, bias=False),
+                       nn.BatchNorm2d(stem_width), nn.ReLU()]
+            channels = stem_width
+        self.stem = nn.Sequential(*layers)
+        self.proj = nn.Linear(stem_width, embed_dim)  # the 1x1 "patch" projection, E of eq. 1
+        self.img_size = img_size  # sets grid_size and num_patches
+
+    def _unreachable(self, img_size: int, patch_size: int, owner: str) -> str:
+        sides = _stem_sides(img_size)
+        layers = getattr(self, "num_stride2", None)
+        if layers is None:  # building: any number of stride-2 layers will do
+            ok = sorted(img_size // s for s in sides if img_size % s == 0)
+            return (f"{owner}: stride-2 convolutions take a {img_size}-pixel side to "
+                    f"{', '.join(map(str, sides))} pixels, never to img_size / patch_size = "
+                    f"{img_size // patch_size} (patch_size={patch_size}); choose patch_size from {ok}, "
+                    f"or resize the images")
+        side = sides[layers] if layers < len(sides) else 1
+        return (f"{owner}: this stem has {layers} stride-2 layer(s), which take {img_size}-pixel "
+                f"images to a {side}x{side} feature map, not the {img_size // patch_size}x"
+                f"{img_size // patch_size} grid of patch_size={patch_size}; build a new model for "
+                f"this size")
+
+    @property
+    def img_size(self) -> int:
+        return self._img_size
+
+    @img_size.setter
+    def img_size(self, img_size: int) -> None:
+        # ViT.set_img_size sets img_size, grid_size and num_patches here: the stem's strides are
+        # fixed, so only sizes it maps onto the new grid of patch_size are accepted.
+        check_positive_int("HybridEmbedding", img_size=img_size)
+        check_patch_size(img_size, self.patch_size)
+        sides = _stem_sides(img_size)
+        if len(sides) <= self.num_stride2 or sides[self.num_stride2] != img_size // self.patch_size:
+            raise ValueError(self._unreachable(img_size, self.patch_size, "HybridEmbedding"))
+        self._img_size = img_size
+        self.grid_size = img_size // self.patch_size
+        self.num_patches = self.grid_size ** 2
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.check_input:
+            check_images(images, self.patch_size, in_chans=self.in_chans, img_size=self.img_size,
+                         dtype=self.proj.weight.dtype)
+        features = self.stem(images)                               # [B, stem_width, h, w]
+        tokens = rearrange(features, "b c h w -> b (h w) c")       # 1x1 patches: [B, N, stem_width]
+        return self.proj(tokens)                                   # [B, N, D]
