@@ -3,6 +3,7 @@
 The public parts, in the order of the paper's pipeline::
 
     patchify / unpatchify / PatchEmbedding           steps 2-4   vitlearn.patches
+    HybridEmbedding (a CNN stem's feature map as patches, section 3.1)
     ClassToken / PositionEmbedding / sin-cos          steps 5-6   vitlearn.tokens
     scaled_dot_product_attention / MultiHeadSelfAttention  step 7   vitlearn.attention
     record_attention (attention maps of any model)
@@ -23,7 +24,7 @@ from .encoder import MLP, EncoderBlock, TransformerEncoder
 from .experiments import Comparison, Variant, compare
 from .head import ClassificationHead
 from .model import ViT, ViTConfig, eval_mode
-from .patches import PatchEmbedding, patchify, unpatchify
+from .patches import HybridEmbedding, PatchEmbedding, patchify, unpatchify
 from .tokens import (
                      ClassToken,
                      PositionEmbedding,
@@ -36,7 +37,7 @@ from .training import Evaluation, History, default_device, evaluate, fit
 __version__ = "0.1.0"
 
 __all__ = [
-    "patchify", "unpatchify", "PatchEmbedding",
+    "patchify", "unpatchify", "PatchEmbedding", "HybridEmbedding",
     "ClassToken", "PositionEmbedding", "SinCosPositionEmbedding",
     "sincos_2d_position_embedding", "resample_position_embedding",
     "scaled_dot_product_attention", "MultiHeadSelfAttention", "record_attention",
