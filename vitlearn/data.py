@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from einops import rearrange
+
+from .contract import check_positive_int
+from .patches import check_patch_size
 
 __all__ = ["DATASETS", "ImageDataset", "DataNotFoundError", "load_dataset", "default_data_dir",
            "resolve_data_dir", "normalize", "random_shift", "iterate_batches", "train_val_split"]
@@ -23,6 +27,9 @@ DATASETS = {
                                        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
                       0.2860, 0.3530),
 }
+
+
+_RESIZE_MODES = ("bilinear", "nearest")
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -54,6 +61,62 @@ class ImageDataset:
         """All images normalised to float [N, 1, 28, 28], and the labels."""
         return (normalize(self.images.to(device), self.mean, self.std),
                 self.labels.to(device))
+
+    def _with_images(self, images: torch.Tensor) -> ImageDataset:
+        return ImageDataset(images, self.labels, self.classes, self.mean, self.std, self.name)
+
+    def shuffle_patches(self, patch_size: int, seed: int = 0) -> ImageDataset:
+        """The same images with their ``patch_size`` x ``patch_size`` patches shuffled, by one
+        permutation for every image: ``torch.randperm(num_patches)`` drawn from a generator
+        seeded with ``seed``. What a ViT without position embeddings cannot tell from the
+        original (notebook 04). Any pixel dtype (uint8 stays uint8); labels unchanged."""
+        check_positive_int("shuffle_patches", patch_size=patch_size)
+        check_positive_int("shuffle_patches", minimum=0, seed=seed)
+        images = self.images if self.images.ndim == 4 else self.images[:, None]  # [N, C, H, W]
+        if images.ndim != 4:
+            raise ValueError(f"shuffle_patches: expected images [N, H, W] or [N, C, H, W], got "
+                             f"shape {tuple(self.images.shape)}")
+        h, w = images.shape[-2:]
+        check_patch_size(h, patch_size, what="image height")
+        check_patch_size(w, patch_size, what="image width")
+        perm = torch.randperm((h // patch_size) * (w // patch_size),
+                              generator=torch.Generator().manual_seed(seed))
+        patches = rearrange(images, "n c (h p1) (w p2) -> n (h w) p1 p2 c",
+                            p1=patch_size, p2=patch_size)
+        shuffled = rearrange(patches[:, perm], "n (h w) p1 p2 c -> n c (h p1) (w p2)",
+                             h=h // patch_size)
+        return self._with_images(shuffled.reshape(self.images.shape).contiguous())
+
+    def resize(self, size: int | tuple[int, int], mode: str = "bilinear") -> ImageDataset:
+        """The images resized to ``size`` x ``size`` (or ``(height, width)``) pixels by
+        ``torch.nn.functional.interpolate`` (``"bilinear"`` or ``"nearest"``; no antialiasing,
+        meant for enlarging), rounded back to the images' dtype (uint8 stays uint8, 0-255).
+        Labels and normalisation constants unchanged: e.g. MNIST at 56 px for a ViT whose
+        position embeddings were resampled with ``model.set_img_size(56)``."""
+        if isinstance(size, (tuple, list)) and len(size) != 2:
+            raise ValueError(f"resize: size must be one number or (height, width), got {size!r}")
+        height, width = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+        check_positive_int("resize", height=height, width=width)
+        if mode not in _RESIZE_MODES:
+            raise ValueError(f"resize: unknown mode={mode!r}; use one of {_RESIZE_MODES}")
+        images = self.images if self.images.ndim == 4 else self.images[:, None]  # [N, C, H, W]
+        if images.ndim != 4:
+            raise ValueError(f"resize: expected images [N, H, W] or [N, C, H, W], got "
+                             f"shape {tuple(self.images.shape)}")
+        dtype = self.images.dtype
+        options = {"align_corners": False, "antialias": False} if mode == "bilinear" else {}
+        chunks = []
+        for start in range(0, len(images), 4096):  # float copies of a few thousand images at a time
+            out = torch.nn.functional.interpolate(images[start:start + 4096].float(),
+                                                  size=(height, width), mode=mode, **options)
+            if not dtype.is_floating_point:
+                info = torch.iinfo(dtype)
+                out = out.round_().clamp_(info.min, info.max)
+            chunks.append(out.to(dtype))
+        resized = torch.cat(chunks) if chunks else images.new_empty((0, images.shape[1], height, width))
+        if self.images.ndim == 3:
+            resized = resized[:, 0]
+        return self._with_images(resized.contiguous())
 
 
 def default_data_dir() -> Path:

@@ -8,6 +8,7 @@ same way. Position embeddings put the order back. The [CLS] token is an extra, l
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -55,16 +56,28 @@ class PositionEmbedding(_AddedPositions):
     """Learned position embeddings: one D-vector per token position, added to the tokens.
 
     ``num_prefix_tokens`` is 1 with a class token (it gets its own position) and 0 without.
+    ``init_std``: the table starts as draws from N(0, init_std²). The default 1.0 is
+    vit-pytorch's; timm and big_vision start at 0.02
+    (``pos_embed_layer=functools.partial(PositionEmbedding, init_std=0.02)``; notebook 04
+    compares the two).
     """
 
-    def __init__(self, *, num_patches: int, embed_dim: int, num_prefix_tokens: int = 1):
+    def __init__(self, *, num_patches: int, embed_dim: int, num_prefix_tokens: int = 1,
+                 init_std: float = 1.0):
         super().__init__()
         check_positive_int("PositionEmbedding", num_patches=num_patches, embed_dim=embed_dim)
         check_positive_int("PositionEmbedding", minimum=0, num_prefix_tokens=num_prefix_tokens)
+        if (isinstance(init_std, bool) or not isinstance(init_std, numbers.Real)
+                or not math.isfinite(init_std) or init_std < 0):
+            raise ValueError(f"PositionEmbedding: init_std is the standard deviation of the starting "
+                             f"table and must be a finite number >= 0 (e.g. 1.0 or 0.02), "
+                             f"got init_std={init_std!r}")
         self.num_prefix_tokens = num_prefix_tokens
-        # N(0, 1), as vit-pytorch: at the scale of the patch embeddings, so positions are
-        # visible from the first step instead of drowned out by content.
-        self.pos = nn.Parameter(torch.randn(1, num_prefix_tokens + num_patches, embed_dim))
+        # N(0, 1) by default, as vit-pytorch: at the scale of the patch embeddings, so positions
+        # are visible from the first step instead of drowned out by content. (x * 1.0 == x
+        # exactly, so the default draws the same table as before init_std existed.)
+        self.pos = nn.Parameter(torch.randn(1, num_prefix_tokens + num_patches, embed_dim)
+                                * float(init_std))
 
     @torch.no_grad()
     def set_grid_size(self, grid_size: int) -> None:
