@@ -158,7 +158,8 @@ class ViT(nn.Module):
             embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads,
             mlp_ratio=cfg.mlp_ratio, dropout=cfg.dropout, attn_dropout=cfg.attn_dropout,
             attn_layer=attn_layer, block_fn=block_fn)
-        self.head = build_part(head_layer or ClassificationHead, "head_layer",             # step 8
+        self._head_layer = head_layer or ClassificationHead  # reset_classifier builds another
+        self.head = build_part(self._head_layer, "head_layer",                              # step 8
                                dict(embed_dim=cfg.embed_dim, num_classes=cfg.num_classes))
 
     @classmethod
@@ -232,6 +233,47 @@ class ViT(nn.Module):
         with eval_mode(self), record_attention(self.encoder) as maps:
             self.forward_features(images)
         return torch.stack(maps, dim=1)
+
+    def reset_classifier(self, num_classes: int, *, zero_init: bool = True,
+                         head_layer: Callable[..., nn.Module] | None = None) -> ViT:
+        """Replace the head by a new one for ``num_classes`` classes (timm's name), to fine-tune
+        on another task; returns the model. ``config.num_classes`` follows.
+
+        The new head is built like the old one (the same ``head_layer``; or ``head_layer=``,
+        e.g. :class:`~vitlearn.head.ClassificationHead` to swap the paper's pre-training MLP
+        head for a single linear layer). With ``zero_init`` (the paper, section 3.2: "a
+        zero-initialized D x K feedforward layer") the head's last Linear layer starts at
+        weight 0 and bias 0: every image gets the same logits, i.e. uniform probabilities, and
+        the gradient that reaches the pretrained encoder through those zero weights is zero at
+        first and grows only as the head learns, instead of the arbitrary gradients that a
+        random head sends back into the features.
+        """
+        check_positive_int("ViT.reset_classifier", num_classes=num_classes)
+        factory = self._head_layer if head_layer is None else head_layer
+        config = self.config.replace(num_classes=num_classes)
+        head = build_part(factory, "head_layer", dict(embed_dim=config.embed_dim,
+                                                      num_classes=num_classes))
+        if zero_init:
+            linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+            if not linears:
+                raise TypeError(f"reset_classifier(zero_init=True) zeroes the head's last "
+                                f"nn.Linear, but {type(head).__name__} has none; pass "
+                                f"zero_init=False or give the head an nn.Linear output layer")
+            with torch.no_grad():
+                linears[-1].weight.zero_()
+                if linears[-1].bias is not None:
+                    linears[-1].bias.zero_()
+        old = next(self.head.parameters(), None)
+        old = next(self.parameters(), None) if old is None else old
+        if old is not None:
+            head = head.to(device=old.device, dtype=old.dtype)
+        head.train(self.training)
+        self.head, self._head_layer, self.config = head, factory, config
+        if factory is ClassificationHead:
+            self.custom_layers.pop("head_layer", None)
+        else:
+            self.custom_layers["head_layer"] = part_name(factory)
+        return self
 
     def no_weight_decay(self) -> set[str]:
         """Names of the parameters that AdamW must not decay towards zero: the [CLS] token and
