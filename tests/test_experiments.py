@@ -122,3 +122,11 @@ def test_unknown_variant_lists_the_names():
     result = _run({"a": lambda: vitlearn.ViT(**SMALL)})
     with pytest.raises(KeyError, match="'a'"):
         result.accuracy("b")
+
+
+def test_a_partial_part_is_named_with_its_options():
+    import functools
+    model = vitlearn.ViT(pos_embed_layer=functools.partial(vitlearn.PositionEmbedding, init_std=0.02),
+                         block_fn=functools.partial(vitlearn.EncoderBlock, norm="post"), **SMALL)
+    assert model.custom_layers == {"pos_embed_layer": "vitlearn.tokens.PositionEmbedding(init_std=0.02)",
+                                   "block_fn": "vitlearn.encoder.EncoderBlock(norm='post')"}

@@ -169,7 +169,12 @@ def test_set_img_size_when_the_stem_reaches_the_new_grid():
 def test_set_img_size_refuses_a_grid_the_stem_cannot_reach():
     model = vitlearn.ViT(embed_layer=HybridEmbedding)
     # three stride-2 layers take 56 px to 7x7, but patch 7 on 56 px means an 8x8 grid
+    pos_before = model.pos_embed.pos.detach().clone()
     with pytest.raises(ValueError, match="3 stride-2 layer.*7x7 feature map, not the 8x8 grid"):
         model.set_img_size(56)
+    # refused before anything changed: the model still runs at 28 px, positions untouched
+    assert model.config.img_size == 28 and model.pos_embed.pos.shape == pos_before.shape
+    assert torch.equal(model.pos_embed.pos, pos_before)
+    assert model(_images(2)).shape == (2, 10)
     with pytest.raises(ValueError, match="3 stride-2 layer"):
         model.patch_embed.img_size = 56

@@ -8,7 +8,7 @@ The public parts, in the order of the paper's pipeline::
     scaled_dot_product_attention / MultiHeadSelfAttention  step 7   vitlearn.attention
     record_attention (attention maps of any model)
     MLP / EncoderBlock / TransformerEncoder           step 7      vitlearn.encoder
-    ClassificationHead                                step 8      vitlearn.head
+    ClassificationHead / MLPHead (pre-training head)  step 8      vitlearn.head
     ViTConfig / ViT                                   all         vitlearn.model
     SmallCNN / data_scale_experiment                  ViT vs a CNN as data grows   vitlearn.baselines
     compare / Variant                                 side-by-side runs (ablations) vitlearn.experiments
@@ -22,7 +22,7 @@ from .checkpoint import CheckpointError, load, load_checkpoint, save
 from .data import DataNotFoundError, ImageDataset, load_dataset
 from .encoder import MLP, EncoderBlock, TransformerEncoder
 from .experiments import Comparison, Variant, compare
-from .head import ClassificationHead
+from .head import ClassificationHead, MLPHead
 from .model import ViT, ViTConfig, eval_mode
 from .patches import HybridEmbedding, PatchEmbedding, patchify, unpatchify
 from .tokens import (
@@ -41,7 +41,8 @@ __all__ = [
     "ClassToken", "PositionEmbedding", "SinCosPositionEmbedding",
     "sincos_2d_position_embedding", "resample_position_embedding",
     "scaled_dot_product_attention", "MultiHeadSelfAttention", "record_attention",
-    "MLP", "EncoderBlock", "TransformerEncoder", "ClassificationHead", "ViT", "ViTConfig", "eval_mode",
+    "MLP", "EncoderBlock", "TransformerEncoder", "ClassificationHead", "MLPHead",
+    "ViT", "ViTConfig", "eval_mode",
     "ImageDataset", "load_dataset", "DataNotFoundError",
     "fit", "evaluate", "History", "Evaluation", "default_device",
     "save", "load", "load_checkpoint", "CheckpointError",

@@ -15,6 +15,7 @@ Two things live here so that each is written once:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import numbers
 from collections.abc import Callable
@@ -42,7 +43,11 @@ def check_dropout(owner: str, **values: Any) -> None:
 
 
 def part_name(factory: Callable) -> str:
-    """``module.QualifiedName`` of a class or function: how checkpoints record custom parts."""
+    """``module.QualifiedName`` of a class or function: how checkpoints record custom parts
+    (a ``functools.partial`` as ``module.Name(option=value)``)."""
+    if isinstance(factory, functools.partial):
+        options = [repr(a) for a in factory.args] + [f"{k}={v!r}" for k, v in factory.keywords.items()]
+        return f"{part_name(factory.func)}({', '.join(options)})"
     return f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', repr(factory))}"
 
 

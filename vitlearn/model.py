@@ -295,6 +295,9 @@ class ViT(nn.Module):
                             f"method; add `def set_grid_size(self, grid_size)` that replaces its "
                             f"positions with vitlearn.resample_position_embedding(pos, grid_size, "
                             f"num_prefix_tokens=...)")
+        check_size = getattr(self.patch_embed, "check_img_size", None)
+        if callable(check_size):
+            check_size(img_size)  # e.g. HybridEmbedding: its stem reaches only some grids
         self.config = config
         grid = config.grid_size
         if self.pos_embed is not None:

@@ -216,15 +216,20 @@ class HybridEmbedding(nn.Module):
     def img_size(self) -> int:
         return self._img_size
 
-    @img_size.setter
-    def img_size(self, img_size: int) -> None:
-        # ViT.set_img_size sets img_size, grid_size and num_patches here: the stem's strides are
-        # fixed, so only sizes it maps onto the new grid of patch_size are accepted.
+    def check_img_size(self, img_size: int) -> None:
+        """Raise unless this stem can run at ``img_size``: its strides are fixed, so only sizes
+        it maps onto the grid of ``patch_size`` work. ``ViT.set_img_size`` asks this before it
+        changes anything, so a refused size leaves the model as it was."""
         check_positive_int("HybridEmbedding", img_size=img_size)
         check_patch_size(img_size, self.patch_size)
         sides = _stem_sides(img_size)
         if len(sides) <= self.num_stride2 or sides[self.num_stride2] != img_size // self.patch_size:
             raise ValueError(self._unreachable(img_size, self.patch_size, "HybridEmbedding"))
+
+    @img_size.setter
+    def img_size(self, img_size: int) -> None:
+        # ViT.set_img_size sets img_size, grid_size and num_patches here.
+        self.check_img_size(img_size)
         self._img_size = img_size
         self.grid_size = img_size // self.patch_size
         self.num_patches = self.grid_size ** 2

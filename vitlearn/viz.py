@@ -656,7 +656,7 @@ def plot_comparison(comparison, *, title: str | None = None) -> Figure:
     ax.set_title(title or f"test accuracy per epoch ({len(seeds)} seed{'s' if len(seeds) > 1 else ''}"
                           f"{', mean bold' if len(seeds) > 1 else ''})", fontsize=TITLE_FONTSIZE)
     ax.grid(alpha=0.3)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xticks(comparison.histories[names[0]][0].epoch)
     ax.legend(fontsize=SMALL_FONTSIZE, loc="lower right")
     return _finish(fig)
 
