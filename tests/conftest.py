@@ -19,3 +19,18 @@ def mnist():
     from vitlearn import load_dataset
 
     return load_dataset("mnist", train=True), load_dataset("mnist", train=False)
+
+
+def synthetic_digits(n: int, seed: int):
+    """Synthetic 'digits' for fast training tests: class k is a bright bar in row band k
+    (learnable in a few steps), on uint8 noise; a vitlearn ImageDataset of n images."""
+    import torch
+
+    from vitlearn.data import ImageDataset
+
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    images = torch.randint(0, 40, (n, 28, 28), generator=g, dtype=torch.uint8)
+    for i, k in enumerate(labels.tolist()):
+        images[i, 2 * k + 4: 2 * k + 6, 4:24] = 255
+    return ImageDataset(images, labels, tuple(str(i) for i in range(10)), 0.1307, 0.3081)

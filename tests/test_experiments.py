@@ -8,19 +8,8 @@ import pytest
 import torch
 
 import vitlearn
-from vitlearn.data import ImageDataset
+from conftest import synthetic_digits as _digits
 from vitlearn.experiments import Comparison, Variant, compare
-
-
-def _digits(n: int, seed: int) -> ImageDataset:
-    """Synthetic 'digits': class k is a bright bar in row band k (learnable in a few steps)."""
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % 10
-    images = torch.randint(0, 40, (n, 28, 28), generator=g, dtype=torch.uint8)
-    for i, k in enumerate(labels.tolist()):
-        images[i, 2 * k + 4: 2 * k + 6, 4:24] = 255
-    return ImageDataset(images, labels, tuple(str(i) for i in range(10)), 0.1307, 0.3081)
-
 
 TRAIN, TEST = _digits(512, 0), _digits(200, 1)
 SMALL = dict(embed_dim=16, depth=1, num_heads=2)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import vitlearn
-from vitlearn.data import ImageDataset
+from conftest import synthetic_digits as _digits
 from vitlearn.head import ClassificationHead, MLPHead
 
 SMALL = dict(embed_dim=16, depth=1, num_heads=2)
@@ -212,16 +212,6 @@ def test_checkpoint_after_reset_classifier_with_custom_heads(tmp_path):
     loaded = vitlearn.load(vitlearn.save(mlp, tmp_path / "mlp.pt"))
     with torch.no_grad():
         torch.testing.assert_close(loaded(_images()), mlp(_images()), rtol=0, atol=0)
-
-
-def _digits(n: int, seed: int) -> ImageDataset:
-    """Synthetic 'digits': class k is a bright bar in row band k (learnable in a few steps)."""
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % 10
-    images = torch.randint(0, 40, (n, 28, 28), generator=g, dtype=torch.uint8)
-    for i, k in enumerate(labels.tolist()):
-        images[i, 2 * k + 4: 2 * k + 6, 4:24] = 255
-    return ImageDataset(images, labels, tuple(str(i) for i in range(10)), 0.1307, 0.3081)
 
 
 def test_fit_after_reset_classifier_trains_the_new_head():
