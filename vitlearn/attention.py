@@ -7,7 +7,6 @@ average of the values, weighted by how well that token's query matches every key
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +16,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from .contract import check_dropout, check_positive_int
+from .contract import check_dropout, check_positive_int, takes_keyword
 
 __all__ = ["scaled_dot_product_attention", "MultiHeadSelfAttention", "record_attention", "check_heads"]
 
@@ -52,7 +51,8 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
 class MultiHeadSelfAttention(nn.Module):
     """h heads, each attending in its own D/h-dimensional subspace, then mixed by ``proj``.
 
-    One Linear makes q, k and v for all heads at once (``qkv``). Two paths compute the same
+    One Linear holds q, k and v for all heads (``qkv``, D -> 3D, laid out (three h d)). Two
+    paths compute the same
     function: PyTorch's fused kernel ``F.scaled_dot_product_attention`` and the explicit math
     above, which ``need_weights=True`` always uses because only it has the weights
     [B, h, N, N] to return. ``fused=None`` (default) picks the faster one per call: the fused
@@ -79,30 +79,38 @@ class MultiHeadSelfAttention(nn.Module):
         self.proj = nn.Linear(embed_dim, embed_dim)
         self.proj_drop = nn.Dropout(proj_dropout)
 
-    def forward(self, x: torch.Tensor, need_weights: bool = False):
-        # [B, N, 3D] -> three tensors [B, h, N, D/h]
-        q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d",
-                            three=3, h=self.num_heads).unbind(0)
+    def forward(self, x: torch.Tensor, need_weights: bool = False, *, num_queries: int | None = None):
+        """x [B, N, D] -> [B, N, D] (and the weights [B, h, N, N] with ``need_weights``).
+
+        ``num_queries=n``: only the first n tokens ask (queries), all N still answer (keys and
+        values): the output is [B, n, D], the weights [B, h, n, N]. ``ViT.forward`` uses it in
+        the last block, where only [CLS]'s output reaches the head.
+        """
+        n = x.shape[1] if num_queries is None else num_queries
+        # q, k, v: the three [D, D] slices of the one qkv weight, each split into h heads.
+        # Three Linears rather than one [3D, D] output cut apart: the same numbers, a cheaper
+        # backward (no gathering of three gradients back into one tensor), and q is computed
+        # for the asking tokens only.
+        w, b = self.qkv.weight.chunk(3), (self.qkv.bias.chunk(3) if self.qkv.bias is not None
+                                          else (None,) * 3)
+        heads = "b n (h d) -> b h n d"
+        q = rearrange(F.linear(x[:, :n], w[0], b[0]), heads, h=self.num_heads)  # [B, h, n, D/h]
+        k = rearrange(F.linear(x, w[1], b[1]), heads, h=self.num_heads)          # [B, h, N, D/h]
+        v = rearrange(F.linear(x, w[2], b[2]), heads, h=self.num_heads)
         dropout = self.attn_dropout if self.training else 0.0
-        if need_weights or not self.use_fused(q):
+        if need_weights or not self.use_fused(k):
             out, weights = scaled_dot_product_attention(q, k, v, dropout_p=dropout)
         else:
             out, weights = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout), None
-        out = self.proj_drop(self.proj(rearrange(out, "b h n d -> b n (h d)")))  # [B, N, D]
+        out = self.proj_drop(self.proj(rearrange(out, "b h n d -> b n (h d)")))  # [B, n, D]
         return (out, weights) if need_weights else out
 
-    def use_fused(self, q: torch.Tensor) -> bool:
-        """Whether ``forward`` (without weights) calls the fused kernel for queries ``q``."""
+    def use_fused(self, k: torch.Tensor) -> bool:
+        """Whether ``forward`` (without weights) calls the fused kernel for keys ``k`` [..., N, d]
+        (the sequence length N decides)."""
         if self.fused is not None:
             return self.fused
-        return q.device.type != "cpu" or q.shape[-2] > self.CPU_MATH_MAX_TOKENS
-
-
-def _takes_need_weights(module: nn.Module) -> bool:
-    try:
-        return "need_weights" in inspect.signature(module.forward).parameters
-    except (TypeError, ValueError):
-        return False
+        return k.device.type != "cpu" or k.shape[-2] > self.CPU_MATH_MAX_TOKENS
 
 
 @contextmanager
@@ -124,7 +132,7 @@ def record_attention(module: nn.Module) -> Iterator[list[torch.Tensor]]:
     code of the blocks untouched.
     """
     layers = [m for name, m in module.named_modules() if name.rsplit(".", 1)[-1] == "attn"]
-    if not layers and _takes_need_weights(module):
+    if not layers and takes_keyword(module, "need_weights"):
         layers = [module]
     if not layers:
         raise ValueError(f"{type(module).__name__} has no attention layer to record: none of its "

@@ -21,7 +21,8 @@ import numbers
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["check_positive_int", "check_dropout", "accepted_keywords", "build_part", "part_name"]
+__all__ = ["check_positive_int", "check_dropout", "accepted_keywords", "build_part", "part_name",
+           "takes_keyword"]
 
 
 def check_positive_int(owner: str, *, minimum: int = 1, **values: Any) -> None:
@@ -89,3 +90,13 @@ def build_part(factory: Callable, role: str, shape: dict[str, Any],
                     f"because you set {because}; add a `{key}` keyword to its __init__ and use it, "
                     f"or take **kwargs, or leave {because.split('=')[0]} at its default")
     return factory(**shape, **{k: v for k, (v, _) in options.items()})
+
+
+def takes_keyword(module: Any, name: str) -> bool:
+    """Whether ``module.forward`` (ours, or a learner's) has a parameter called ``name``, so
+    that an optional argument (``need_weights``, ``num_queries``) is passed only to a part
+    that can take it."""
+    try:
+        return name in inspect.signature(module.forward).parameters
+    except (TypeError, ValueError, AttributeError):
+        return False

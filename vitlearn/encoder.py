@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .attention import MultiHeadSelfAttention, check_heads
-from .contract import build_part, check_dropout, check_positive_int
+from .contract import build_part, check_dropout, check_positive_int, takes_keyword
 
 __all__ = ["MLP", "EncoderBlock", "TransformerEncoder"]
 
@@ -103,20 +103,36 @@ class EncoderBlock(nn.Module):
         self.norm2 = nn.LayerNorm(embed_dim, eps=norm_eps)
         self.mlp = MLP(embed_dim=embed_dim, hidden_dim=int(embed_dim * mlp_ratio), dropout=dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, num_queries: int | None = None) -> torch.Tensor:
+        """x [B, N, D] -> [B, N, D]. ``num_queries=n``: only the first n tokens are updated
+        (they attend to all N): -> [B, n, D]. ``ViT.forward`` asks the last block for [CLS]
+        alone, the only token the head reads."""
         if self.norm_placement == "pre" and self.residual:  # the paper's block
-            x = x + self.attn(self.norm1(x))  # [B, N, D]
+            if num_queries is None:
+                x = x + self.attn(self.norm1(x))  # [B, N, D]
+            else:
+                x = x[:, :num_queries] + self._attend(self.norm1(x), num_queries)  # [B, n, D]
             x = x + self.mlp(self.norm2(x))
             return x
-        x = self._sublayer(x, self.attn, self.norm1)
-        return self._sublayer(x, self.mlp, self.norm2)
-
-    def _sublayer(self, x: torch.Tensor, layer: nn.Module, norm: nn.Module) -> torch.Tensor:
+        n = x.shape[1] if num_queries is None else num_queries
         if self.norm_placement == "pre":
-            out = layer(norm(x))
+            out = self._attend(self.norm1(x), n)
+            x = x[:, :n] + out if self.residual else out
+            out = self.mlp(self.norm2(x))
             return x + out if self.residual else out
-        out = layer(x)
-        return norm(x + out if self.residual else out)
+        out = self._attend(x, n)
+        x = self.norm1(x[:, :n] + out if self.residual else out)
+        out = self.mlp(x)
+        return self.norm2(x + out if self.residual else out)
+
+    def _attend(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        """Attention outputs of the first n tokens: ours computes only those; a learner's
+        attention without ``num_queries`` computes all N, of which the first n are kept."""
+        if n == x.shape[1]:
+            return self.attn(x)
+        if takes_keyword(self.attn, "num_queries"):
+            return self.attn(x, num_queries=n)
+        return self.attn(x)[:, :n]
 
     def extra_repr(self) -> str:
         options = ([f"norm={self.norm_placement!r}"] if self.norm_placement != "pre" else []) + \
@@ -148,7 +164,14 @@ class TransformerEncoder(nn.Module):
         self.blocks = nn.ModuleList(build_part(block_fn or EncoderBlock, "block_fn", shape, options)
                                     for _ in range(depth))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
+    def forward(self, x: torch.Tensor, *, num_queries: int | None = None) -> torch.Tensor:
+        """x [B, N, D] -> [B, N, D]; with ``num_queries=n`` the last block updates only the
+        first n tokens -> [B, n, D] (see :meth:`EncoderBlock.forward`)."""
+        for block in self.blocks[:-1]:
             x = block(x)
-        return x  # [B, N, D]
+        last = self.blocks[-1]
+        if num_queries is None:
+            return last(x)
+        if takes_keyword(last, "num_queries"):
+            return last(x, num_queries=num_queries)
+        return last(x)[:, :num_queries]  # a learner's block: computes all N, keep the first n

@@ -219,6 +219,17 @@ class ViT(nn.Module):
         return self.head(pooled)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Steps 1-8: images [B, C, H, W] -> logits [B, classes].
+
+        With pool='cls' the head reads only [CLS], so the last block updates [CLS] alone (the
+        other tokens still serve as its keys and values): their last updates would be thrown
+        away. The logits are those of ``forward_head(forward_features(images))`` up to float
+        rounding, for less work (``python benchmarks/throughput.py``). A subclass that
+        overrides ``forward_features`` (as notebook 00's ``MyViT``) gets it called as written.
+        """
+        if self.pool == "cls" and type(self).forward_features is ViT.forward_features:
+            cls = self.encoder(self.embed(images), num_queries=1)  # [B, 1, D]
+            return self.forward_head(cls)
         return self.forward_head(self.forward_features(images))  # logits [B, classes]
 
     def predict_proba(self, images: torch.Tensor) -> torch.Tensor:
