@@ -12,9 +12,13 @@ Train step = forward, cross-entropy, zero_grad, backward, AdamW step, fp32, batc
 ``vitlearn`` row uses the optimizer ``vitlearn.fit`` builds (``make_optimizer``: fused AdamW);
 ``vitlearn/torch-AdamW``, vit-pytorch and timm use ``torch.optim.AdamW`` with its defaults, so
 the difference between the two vitlearn rows is the optimizer and the rest is the model.
-FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` (matmuls/attention only:
-LayerNorm, GELU, softmax and the optimizer are not counted) and compared with the machine's
-fp32 matmul rate measured by timing a large ``torch.mm``.
+The row ``vitlearn/all-tokens`` takes vitlearn's main speed choice back out, in the same run: it
+computes the last block for every token, as vit-pytorch and timm do (``ViT.forward`` computes it
+for [CLS] alone, the only token the head reads; ``--no-ablations`` drops the row). FLOPs are counted
+by ``torch.utils.flop_counter.FlopCounterMode`` (matmuls/attention only: LayerNorm, GELU, softmax
+and the optimizer are not counted) and compared with the machine's fp32 matmul rate measured by
+timing a large ``torch.mm``; each row counts its own model's FLOPs, so the vitlearn row counts the
+smaller last block it runs.
 """
 
 from __future__ import annotations
@@ -34,8 +38,18 @@ import vitlearn
 from vitlearn.training import make_optimizer
 
 
-def build_models(compile_: bool) -> dict[str, nn.Module]:
+class AllTokensViT(vitlearn.ViT):
+    """vitlearn.ViT with the last block computed for every token, as vit-pytorch and timm do
+    (``ViT.forward`` computes it for [CLS] alone): the row that shows what that saves."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(images))
+
+
+def build_models(compile_: bool, ablations: bool) -> dict[str, nn.Module]:
     models: dict[str, nn.Module] = {"vitlearn": vitlearn.ViT(), "vitlearn/torch-AdamW": vitlearn.ViT()}
+    if ablations:
+        models["vitlearn/all-tokens"] = AllTokensViT()
     try:
         from vit_pytorch import ViT as LucidViT
 
@@ -137,6 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile(vitlearn.ViT())")
     ap.add_argument("--infer-batch", type=int, default=1000)
+    ap.add_argument("--no-ablations", action="store_true",
+                    help="leave out the row vitlearn/all-tokens")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -144,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}\n# cpu flags: {cpu_flags()}")
     torch.manual_seed(0)
-    models = build_models(args.compile)
+    models = build_models(args.compile, not args.no_ablations)
     for name, m in models.items():
         print(f"# {name}: {sum(p.numel() for p in m.parameters()):,} parameters")
 

@@ -8,10 +8,10 @@ forward_features, attention maps and overridden forward_features alone.
 import pytest
 import torch
 import torch.nn.functional as F
+from test_parts import HandAttention
 from torch import nn
 
 import vitlearn
-from test_parts import HandAttention
 from vitlearn import EncoderBlock, MultiHeadSelfAttention, TransformerEncoder
 
 TOL = dict(rtol=1e-5, atol=1e-5)

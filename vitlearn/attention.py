@@ -51,8 +51,7 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
 class MultiHeadSelfAttention(nn.Module):
     """h heads, each attending in its own D/h-dimensional subspace, then mixed by ``proj``.
 
-    One Linear holds q, k and v for all heads (``qkv``, D -> 3D, laid out (three h d)). Two
-    paths compute the same
+    One Linear makes q, k and v for all heads at once (``qkv``). Two paths compute the same
     function: PyTorch's fused kernel ``F.scaled_dot_product_attention`` and the explicit math
     above, which ``need_weights=True`` always uses because only it has the weights
     [B, h, N, N] to return. ``fused=None`` (default) picks the faster one per call: the fused
@@ -87,16 +86,10 @@ class MultiHeadSelfAttention(nn.Module):
         the last block, where only [CLS]'s output reaches the head.
         """
         n = x.shape[1] if num_queries is None else num_queries
-        # q, k, v: the three [D, D] slices of the one qkv weight, each split into h heads.
-        # Three Linears rather than one [3D, D] output cut apart: the same numbers, a cheaper
-        # backward (no gathering of three gradients back into one tensor), and q is computed
-        # for the asking tokens only.
-        w, b = self.qkv.weight.chunk(3), (self.qkv.bias.chunk(3) if self.qkv.bias is not None
-                                          else (None,) * 3)
-        heads = "b n (h d) -> b h n d"
-        q = rearrange(F.linear(x[:, :n], w[0], b[0]), heads, h=self.num_heads)  # [B, h, n, D/h]
-        k = rearrange(F.linear(x, w[1], b[1]), heads, h=self.num_heads)          # [B, h, N, D/h]
-        v = rearrange(F.linear(x, w[2], b[2]), heads, h=self.num_heads)
+        # [B, N, 3D] -> three tensors [B, h, N, D/h]; only the first n tokens ask (queries)
+        q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d",
+                            three=3, h=self.num_heads).unbind(0)
+        q = q[:, :, :n]
         dropout = self.attn_dropout if self.training else 0.0
         if need_weights or not self.use_fused(k):
             out, weights = scaled_dot_product_attention(q, k, v, dropout_p=dropout)

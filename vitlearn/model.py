@@ -8,6 +8,9 @@
       -> pool [CLS] (or mean) [B, D]
       -> head                 [B, classes]   step 8    (head.py)
 
+(``forward`` runs the last block for [CLS] alone, the only token the head reads;
+``forward_features`` returns every token.)
+
 The shape of the model is one :class:`ViTConfig` (as nanoGPT's ``GPTConfig``): the model
 keeps it as ``model.config``, checkpoints store it, the command line builds it.
 
