@@ -117,3 +117,12 @@ def test_forward_features_and_attention_maps_still_cover_every_token():
     x = torch.randn(2, 1, 28, 28)
     assert model.forward_features(x).shape == (2, 17, 64)
     assert model.attention_maps(x).shape == (2, 4, 4, 17, 17)
+
+
+@pytest.mark.parametrize("bad", [0, 10, -1, 1.5, True, "1"])
+def test_num_queries_outside_the_tokens_is_a_clear_error(bad):
+    x = torch.randn(2, 9, 32)
+    for part in (MultiHeadSelfAttention(embed_dim=32, num_heads=4), EncoderBlock(embed_dim=32, num_heads=4),
+                 TransformerEncoder(embed_dim=32, depth=2, num_heads=4)):
+        with pytest.raises(ValueError, match="num_queries must be a whole number from 1 to the 9 tokens"):
+            part(x, num_queries=bad)

@@ -18,7 +18,8 @@ from torch import nn
 
 from .contract import check_dropout, check_positive_int, takes_keyword
 
-__all__ = ["scaled_dot_product_attention", "MultiHeadSelfAttention", "record_attention", "check_heads"]
+__all__ = ["scaled_dot_product_attention", "MultiHeadSelfAttention", "record_attention", "check_heads",
+           "check_num_queries"]
 
 
 def check_heads(embed_dim: int, num_heads: int) -> None:
@@ -27,6 +28,17 @@ def check_heads(embed_dim: int, num_heads: int) -> None:
         divisors = [h for h in range(1, embed_dim + 1) if embed_dim % h == 0]
         raise ValueError(f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}; "
                          f"choose num_heads from {divisors} or change embed_dim")
+
+
+def check_num_queries(num_queries: int | None, num_tokens: int) -> int:
+    """How many of the first tokens ask (``num_queries``; None: all ``num_tokens``), checked."""
+    if num_queries is None:
+        return num_tokens
+    if isinstance(num_queries, bool) or not isinstance(num_queries, int) or \
+            not 1 <= num_queries <= num_tokens:
+        raise ValueError(f"num_queries must be a whole number from 1 to the {num_tokens} tokens "
+                         f"(the first num_queries tokens are updated), got {num_queries!r}")
+    return num_queries
 
 
 def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
@@ -85,7 +97,7 @@ class MultiHeadSelfAttention(nn.Module):
         values): the output is [B, n, D], the weights [B, h, n, N]. ``ViT.forward`` uses it in
         the last block, where only [CLS]'s output reaches the head.
         """
-        n = x.shape[1] if num_queries is None else num_queries
+        n = check_num_queries(num_queries, x.shape[1])
         # [B, N, 3D] -> three tensors [B, h, N, D/h]; only the first n tokens ask (queries)
         q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d",
                             three=3, h=self.num_heads).unbind(0)

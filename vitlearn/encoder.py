@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .attention import MultiHeadSelfAttention, check_heads
+from .attention import MultiHeadSelfAttention, check_heads, check_num_queries
 from .contract import build_part, check_dropout, check_positive_int, takes_keyword
 
 __all__ = ["MLP", "EncoderBlock", "TransformerEncoder"]
@@ -107,6 +107,7 @@ class EncoderBlock(nn.Module):
         """x [B, N, D] -> [B, N, D]. ``num_queries=n``: only the first n tokens are updated
         (they attend to all N): -> [B, n, D]. ``ViT.forward`` asks the last block for [CLS]
         alone, the only token the head reads."""
+        check_num_queries(num_queries, x.shape[1])
         if self.norm_placement == "pre" and self.residual:  # the paper's block
             if num_queries is None:
                 x = x + self.attn(self.norm1(x))  # [B, N, D]
@@ -167,6 +168,7 @@ class TransformerEncoder(nn.Module):
     def forward(self, x: torch.Tensor, *, num_queries: int | None = None) -> torch.Tensor:
         """x [B, N, D] -> [B, N, D]; with ``num_queries=n`` the last block updates only the
         first n tokens -> [B, n, D] (see :meth:`EncoderBlock.forward`)."""
+        check_num_queries(num_queries, x.shape[1])
         for block in self.blocks[:-1]:
             x = block(x)
         last = self.blocks[-1]
