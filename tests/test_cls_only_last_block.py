@@ -126,3 +126,21 @@ def test_num_queries_outside_the_tokens_is_a_clear_error(bad):
                  TransformerEncoder(embed_dim=32, depth=2, num_heads=4)):
         with pytest.raises(ValueError, match="num_queries must be a whole number from 1 to the 9 tokens"):
             part(x, num_queries=bad)
+
+
+def test_count_flops_counts_the_whole_architecture_not_the_shortcut():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from vitlearn.pretrained import count_flops
+
+    model, x = vitlearn.ViT(), torch.zeros(1, 1, 28, 28)
+    with FlopCounterMode(display=False) as short, torch.no_grad():
+        model(x)
+    # every token through every block: 4.9 MFLOPs, as notebook 09 prints it
+    assert count_flops(model, x) == count_flops(nn.Sequential(LearnersViT()), x) > short.get_total_flops()
+    assert round(count_flops(model, x) / 1e5) == 49
+
+
+class LearnersViT(vitlearn.ViT):
+    def forward(self, images):  # the full pass, no shortcut
+        return self.forward_head(self.forward_features(images))

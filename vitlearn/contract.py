@@ -95,14 +95,17 @@ def build_part(factory: Callable, role: str, shape: dict[str, Any],
 def takes_keyword(module: Any, name: str) -> bool:
     """Whether ``module.forward`` (ours, or a learner's) has a parameter called ``name``, so
     that an optional argument (``need_weights``, ``num_queries``) is passed only to a part
-    that can take it. Asked on every forward pass, so the answer is kept per function."""
+    that can take it. Asked during forward passes, so the answer is kept per function."""
     forward = getattr(module, "forward", None)
-    return name in _parameter_names(getattr(forward, "__func__", forward))
+    function = getattr(forward, "__func__", forward)
+    names = _PARAMETER_NAMES.get(function)
+    if names is None:
+        try:
+            names = frozenset(inspect.signature(function).parameters)
+        except (TypeError, ValueError):  # no function, or one without a signature
+            names = frozenset()
+        _PARAMETER_NAMES[function] = names
+    return name in names
 
 
-@functools.lru_cache(maxsize=1024)
-def _parameter_names(function: Any) -> frozenset[str]:
-    try:
-        return frozenset(inspect.signature(function).parameters)
-    except (TypeError, ValueError):  # no function, or one without a signature
-        return frozenset()
+_PARAMETER_NAMES: dict[Any, frozenset[str]] = {}

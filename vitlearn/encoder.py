@@ -131,7 +131,9 @@ class EncoderBlock(nn.Module):
         attention without ``num_queries`` computes all N, of which the first n are kept."""
         if n == x.shape[1]:
             return self.attn(x)
-        if takes_keyword(self.attn, "num_queries"):
+        # ours takes num_queries (known without a signature lookup, which torch.compile would trace)
+        if type(self.attn).forward is MultiHeadSelfAttention.forward or \
+                takes_keyword(self.attn, "num_queries"):
             return self.attn(x, num_queries=n)
         return self.attn(x)[:, :n]
 
@@ -174,6 +176,6 @@ class TransformerEncoder(nn.Module):
         last = self.blocks[-1]
         if num_queries is None:
             return last(x)
-        if takes_keyword(last, "num_queries"):
+        if type(last).forward is EncoderBlock.forward or takes_keyword(last, "num_queries"):
             return last(x, num_queries=num_queries)
         return last(x)[:, :num_queries]  # a learner's block: computes all N, keep the first n

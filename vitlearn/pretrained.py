@@ -64,15 +64,22 @@ def paper_vit(name: str, *, img_size: int = 224, num_classes: int = 1000, device
 
 
 def count_flops(model: nn.Module, images: torch.Tensor) -> int:
-    """Floating-point operations of ``model(images)``, counted by PyTorch's
+    """Floating-point operations of the architecture on ``images``: every token through every
+    block, as the paper and timm count them, counted by PyTorch's
     ``torch.utils.flop_counter.FlopCounterMode`` (matrix products only: a multiply-add counts 2;
-    the ``GMACs`` timm and fvcore print are half this). Works on ``meta`` tensors, so the
-    paper's largest models are counted without running them."""
+    the ``GMACs`` timm and fvcore print are half this). A model with ``forward_features`` and
+    ``forward_head`` (vitlearn's, timm's) is counted through those: ``vitlearn.ViT.forward``
+    itself skips the last block's updates of the tokens the head never reads, so it runs a
+    little less than this. Works on ``meta`` tensors, so the paper's largest models are counted
+    without running them."""
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        model(images)
+        if hasattr(model, "forward_features") and hasattr(model, "forward_head"):
+            model.forward_head(model.forward_features(images))
+        else:
+            model(images)
     return int(counter.get_total_flops())
 
 
