@@ -136,6 +136,20 @@ CANDIDATES: dict[str, tuple[dict, dict, dict, object]] = {
                           {}, None),
     "p14-d160": (dict(patch_size=14, embed_dim=160, num_heads=8), dict(max_shift=1), {}, None),
     "p14-d256": (dict(patch_size=14, embed_dim=256, num_heads=8), dict(max_shift=1), {}, None),
+    # Muon for the encoder's matrices, AdamW for the rest (fit(optimizer="muon"), vitlearn.optim)
+    "muon": ({}, dict(optimizer="muon"), {}, None),
+    "p14-d128-muon": (dict(patch_size=14, embed_dim=128), dict(max_shift=1, optimizer="muon"), {}, None),
+    "p14-d128-muon-lr-1.5e-3": (dict(patch_size=14, embed_dim=128),
+                                dict(max_shift=1, optimizer="muon", lr=1.5e-3), {}, None),
+    "p14-d128-muon-no-label-smoothing": (dict(patch_size=14, embed_dim=128),
+                                         dict(max_shift=1, optimizer="muon", label_smoothing=0.0), {}, None),
+    "p14-d128-muon-batch-256": (dict(patch_size=14, embed_dim=128),
+                                dict(max_shift=1, optimizer="muon", batch_size=256, lr=3e-3), {}, None),
+    "p14-d128-mlp-4-muon-batch-256": (dict(patch_size=14, embed_dim=128, mlp_ratio=4.0),
+                                      dict(max_shift=1, optimizer="muon", batch_size=256, lr=3e-3), {}, None),
+    "p14-d128-depth-6-muon-batch-256": (dict(patch_size=14, embed_dim=128, depth=6),
+                                        dict(max_shift=1, optimizer="muon", batch_size=256, lr=3e-3),
+                                        {}, None),
 }
 
 

@@ -10,6 +10,7 @@ import torch
 
 from .data import DATASETS, normalize
 from .model import ViTConfig
+from .training import OPTIMIZERS
 
 # train's flags that set the model: --patch-size -> ViTConfig.patch_size, ...
 MODEL_FLAGS = ("patch_size", "embed_dim", "depth", "num_heads")
@@ -29,7 +30,8 @@ def _train(args) -> int:
 
     # Nonsense flags fail here, before the data is loaded.
     config = _model_config(args, num_classes=len(DATASETS[args.dataset][1]))
-    TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                optimizer=args.optimizer)
     if args.limit < 0:
         raise ValueError(f"--limit must be >= 0 (0: all images), got {args.limit}")
     train = load_dataset(args.dataset, train=True, data_dir=args.data_dir)
@@ -41,7 +43,7 @@ def _train(args) -> int:
     print(f"training a ViT ({sum(p.numel() for p in model.parameters()):,} parameters) on "
           f"{len(train):,} {train.name} images for {args.epochs} epoch(s)", flush=True)
     history = fit(model, train, test, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                  seed=args.seed, progress=not args.no_progress, device=args.device,
+                  optimizer=args.optimizer, seed=args.seed, progress=not args.no_progress, device=args.device,
                   checkpoint=args.output, compile=args.compile)
     print(history)
     print(f"test accuracy: {history.final_test_acc:.2%} ({len(test):,} images), "
@@ -130,7 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train the default ViT and save a checkpoint")
     t.add_argument("--epochs", type=int, default=5)
     t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW)")
+    t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
+    t.add_argument("--optimizer", default="adamw", choices=OPTIMIZERS,
+                   help="adamw, or muon for the encoder's matrices (default: %(default)s)")
     t.add_argument("--dataset", default="mnist", choices=sorted(DATASETS))
     t.add_argument("--data-dir", default=None, help="folder holding MNIST/raw or "
                    "FashionMNIST/raw (default: $VITLEARN_DATA_DIR, else ~/.cache/vitlearn/data)")

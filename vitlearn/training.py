@@ -1,4 +1,4 @@
-"""Training and evaluation: AdamW, warm-up + cosine schedule, label smoothing, gradient
+"""Training and evaluation: AdamW (or Muon), warm-up + cosine schedule, label smoothing, gradient
 clipping, random-shift augmentation, exact resume, and DistributedDataParallel under torchrun.
 
 Reproducibility: every epoch draws its shuffling, augmentation and dropout from generators
@@ -28,9 +28,13 @@ from . import checkpoint as ckpt
 from .contract import check_positive_int
 from .data import ImageDataset, iterate_batches, load_dataset, normalize, random_shift
 from .model import eval_mode
+from .optim import MuonAdamW
 
 __all__ = ["fit", "evaluate", "History", "Evaluation", "TrainConfig", "default_device",
            "warmup_cosine", "make_optimizer", "epoch_generators", "train_one_epoch"]
+
+#: the optimizers ``fit`` can train with (``make_optimizer`` builds them)
+OPTIMIZERS = ("adamw", "muon")
 
 # Seeds. Epoch e of a run with seed s draws from seeds derived from s * SEED_STRIDE + e, so no
 # two (seed, epoch) pairs share a seed while epochs < SEED_STRIDE. Augmentation and dropout get
@@ -76,8 +80,9 @@ class TrainConfig:
 
     epochs: int = 3
     batch_size: int = 128
-    lr: float = 2e-3                 # peak learning rate (AdamW)
+    lr: float = 2e-3                 # peak learning rate
     weight_decay: float = 0.05       # on weight matrices only (make_optimizer)
+    optimizer: str = "adamw"         # or "muon" for the encoder's matrices (make_optimizer)
     warmup_epochs: float = 0.5       # linear warm-up, then cosine decay to min_lr_factor * lr
     min_lr_factor: float = 0.01
     label_smoothing: float = 0.1
@@ -92,6 +97,9 @@ class TrainConfig:
         check_positive_int("fit", minimum=0, max_shift=self.max_shift, seed=self.seed)
         _check_number("lr", self.lr, low=0, low_open=True)
         _check_number("weight_decay", self.weight_decay, low=0)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"fit: optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}, "
+                             f"got optimizer={self.optimizer!r}")
         _check_number("warmup_epochs", self.warmup_epochs, low=0)
         _check_number("min_lr_factor", self.min_lr_factor, low=0, high=1)
         _check_number("label_smoothing", self.label_smoothing, low=0, high=1, high_open=True)
@@ -165,8 +173,12 @@ def evaluate(model: nn.Module, data: ImageDataset | None = None, *, dataset: str
     return Evaluation(accuracy, total_loss / len(data), predictions, data.labels)
 
 
-def make_optimizer(model: nn.Module, *, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """The AdamW that ``fit`` uses: param_groups[0] decayed, param_groups[1] not.
+def make_optimizer(model: nn.Module, *, lr: float, weight_decay: float,
+                   optimizer: str = "adamw") -> torch.optim.Optimizer:
+    """The optimizer that ``fit`` uses. AdamW: param_groups[0] decayed, param_groups[1] not.
+    ``optimizer="muon"``: a :class:`vitlearn.optim.MuonAdamW` whose param_groups[0] holds the
+    encoder's decayed weight matrices (updated by Muon), [1] the other decayed matrices (the
+    patch projection, the head) and [2] the rest, both updated by AdamW.
 
     The rule: weight decay applies to the weights of the Linear and Conv layers (the matrices
     that multiply the tokens), and to nothing else: decaying LayerNorm gains, biases and the
@@ -187,10 +199,31 @@ def make_optimizer(model: nn.Module, *, lr: float, weight_decay: float) -> torch
     no_decay = [p for _, p in params if id(p) not in decay_ids]
     groups = [{"params": decay, "weight_decay": weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
+    if optimizer == "muon":
+        return MuonAdamW(_muon_groups(model, groups), lr=lr)
+    if optimizer != "adamw":
+        raise ValueError(f"optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}, got {optimizer!r}")
     try:
         return torch.optim.AdamW(groups, lr=lr, fused=True)
     except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
         return torch.optim.AdamW(groups, lr=lr)
+
+
+def _muon_groups(model: nn.Module, groups: list[dict]) -> list[dict]:
+    """AdamW's two groups with the encoder's 2-D matrices moved into a Muon group in front."""
+    encoder = getattr(model, "encoder", None)
+    if not isinstance(encoder, nn.Module):
+        raise ValueError(f"optimizer='muon' updates the matrices of the model's encoder "
+                         f"(model.encoder), and {type(model).__name__} has none; use optimizer='adamw'")
+    hidden = {id(p) for p in encoder.parameters() if p.dim() == 2}
+    decay = groups[0]["params"]
+    muon = [p for p in decay if id(p) in hidden]
+    if not muon:
+        raise ValueError(f"optimizer='muon': {type(model).__name__}.encoder has no decayed weight "
+                         f"matrix (nn.Linear) for Muon to update; use optimizer='adamw'")
+    rest = [p for p in decay if id(p) not in hidden]
+    return [{"params": muon, "weight_decay": groups[0]["weight_decay"], "muon": True},
+            {"params": rest, "weight_decay": groups[0]["weight_decay"]}, groups[1]]
 
 
 _DEFAULT = TrainConfig()
@@ -199,7 +232,8 @@ _DEFAULT = TrainConfig()
 def fit(model: nn.Module, train: ImageDataset | None = None, test: ImageDataset | None = None, *,
         dataset: str = "mnist", data_dir=None, epochs: int = _DEFAULT.epochs,
         batch_size: int = _DEFAULT.batch_size, lr: float = _DEFAULT.lr,
-        weight_decay: float = _DEFAULT.weight_decay, warmup_epochs: float = _DEFAULT.warmup_epochs,
+        weight_decay: float = _DEFAULT.weight_decay, optimizer: str = _DEFAULT.optimizer,
+        warmup_epochs: float = _DEFAULT.warmup_epochs,
         min_lr_factor: float = _DEFAULT.min_lr_factor,
         label_smoothing: float = _DEFAULT.label_smoothing,
         clip_grad: float | None = _DEFAULT.clip_grad, max_shift: int = _DEFAULT.max_shift,
@@ -211,6 +245,9 @@ def fit(model: nn.Module, train: ImageDataset | None = None, test: ImageDataset 
     evaluate on ``test`` (default: its test set) after every epoch.
 
     The settings (``epochs`` ... ``seed``) are those of :class:`TrainConfig`.
+    ``optimizer="muon"`` updates the encoder's weight matrices with Muon (and the rest with
+    AdamW, same ``lr`` and ``weight_decay``): more accuracy per epoch, more time per step
+    (``vitlearn.optim``; the speedrun of ``benchmarks/time_to_accuracy.py`` uses it).
     ``checkpoint``: path written after every epoch (``"run-{epoch}.pt"`` keeps one per epoch).
     ``resume``: a checkpoint of this same run to continue from; the result equals the
     uninterrupted run. ``lr_schedule(step, total_steps, warmup_steps) -> factor`` replaces
@@ -228,7 +265,7 @@ def fit(model: nn.Module, train: ImageDataset | None = None, test: ImageDataset 
     """
     # 1. Check: the settings, the data, and that the labels fit the model.
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                         warmup_epochs=warmup_epochs, min_lr_factor=min_lr_factor,
+                         optimizer=optimizer, warmup_epochs=warmup_epochs, min_lr_factor=min_lr_factor,
                          label_smoothing=label_smoothing, clip_grad=clip_grad, max_shift=max_shift,
                          seed=seed)
     train = train if train is not None else load_dataset(dataset, train=True, data_dir=data_dir)
@@ -243,7 +280,8 @@ def fit(model: nn.Module, train: ImageDataset | None = None, test: ImageDataset 
         model.to(device)
         if checkpoint is not None and rank == 0:
             ckpt.check_writable(checkpoint)
-        optimizer = make_optimizer(model, lr=lr, weight_decay=weight_decay)
+        optimizer = make_optimizer(model, lr=lr, weight_decay=weight_decay,  # the name -> the object
+                                   optimizer=config.optimizer)
         scheduler = _scheduler(optimizer, config, steps_per_epoch, lr_schedule)
         history, start_epoch = _restore(resume, model, optimizer, scheduler, config, device)
         net = _wrap(model, device, world, compile)
@@ -362,6 +400,8 @@ def _restore(resume, model, optimizer, scheduler, config: TrainConfig, device) -
         return History(), 1
     state = ckpt.load_checkpoint(resume, map_location=device)
     saved, now = state.get("train_config") or {}, asdict(config)
+    # a setting missing from an older checkpoint was the default then (as "optimizer": "adamw")
+    saved = {**{k: v for k, v in asdict(_DEFAULT).items() if k not in ("dataset", "train_size")}, **saved}
     diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
     if diff:
         raise ValueError(f"cannot resume from {resume}: it was trained with different "
