@@ -55,6 +55,8 @@ RECIPES["speedrun"] = (dict(patch_size=14, embed_dim=128),
 RECIPES["speedrun-adamw"] = (dict(patch_size=14, embed_dim=128),
                              dict(epochs=4, batch_size=128, lr=2e-3, warmup_epochs=0.5, weight_decay=0.05,
                                   label_smoothing=0.1, max_shift=1), {})
+# the lessons' 3-epoch run with Muon: does it teach with a better model in the same time?
+RECIPES["default-muon"] = ({}, dict(RECIPES["default"][1], optimizer="muon"), {})
 RECIPES["p7-long"] = RECIPES["best"]  # its name during the search
 
 
