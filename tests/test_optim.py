@@ -120,3 +120,23 @@ def test_fit_with_muon_learns_repeats_and_resumes_exactly(tmp_path):
     assert not torch.equal(adamw.encoder.blocks[0].attn.qkv.weight, full.encoder.blocks[0].attn.qkv.weight)
     with pytest.raises(ValueError, match="optimizer"):  # the optimizer is part of the settings
         vitlearn.fit(small_model(), train, test, resume=tmp_path / "run-1.pt", **KW)
+
+
+@pytest.mark.parametrize("setting, message", [
+    (dict(lr=-1e-3), r"lr must be a number >= 0, got lr=-0.001"),
+    (dict(momentum=1.0), r"momentum must be a number in \[0, 1\)"),
+    (dict(ns_steps=0), r"ns_steps must be a whole number >= 1"),
+    (dict(betas=(0.9, 1.5)), r"betas must be two numbers in \[0, 1\)"),
+    (dict(weight_decay=float("nan")), r"weight_decay must be a number >= 0"),
+])
+def test_bad_settings_are_refused_when_made(setting, message):
+    with pytest.raises(ValueError, match=message):
+        MuonAdamW([nn.Parameter(torch.zeros(4, 4))], **setting)
+
+
+def test_a_group_added_later_is_checked_too():
+    opt = MuonAdamW([nn.Parameter(torch.zeros(4, 4))])
+    with pytest.raises(ValueError, match="2-D weight matrices only"):
+        opt.add_param_group({"params": [nn.Parameter(torch.zeros(4))], "muon": True})
+    with pytest.raises(ValueError, match="momentum"):
+        opt.add_param_group({"params": [nn.Parameter(torch.zeros(4, 4))], "momentum": -0.1})

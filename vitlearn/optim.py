@@ -41,6 +41,31 @@ def newton_schulz(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
     return x.mT if tall else x
 
 
+def _check_group(group: dict) -> None:
+    def bad(name, value, rule):
+        raise ValueError(f"MuonAdamW: {name} must be {rule}, got {name}={value!r}")
+
+    def number(x) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+    if not (number(group["lr"]) and group["lr"] >= 0):
+        bad("lr", group["lr"], "a number >= 0")
+    if not (number(group["weight_decay"]) and group["weight_decay"] >= 0):
+        bad("weight_decay", group["weight_decay"], "a number >= 0")
+    if not (number(group["momentum"]) and 0 <= group["momentum"] < 1):
+        bad("momentum", group["momentum"], "a number in [0, 1)")
+    if isinstance(group["ns_steps"], bool) or not isinstance(group["ns_steps"], int) or group["ns_steps"] < 1:
+        bad("ns_steps", group["ns_steps"], "a whole number >= 1")
+    betas = group["betas"]
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2
+            and all(number(b) and 0 <= b < 1 for b in betas)):
+        bad("betas", betas, "two numbers in [0, 1)")
+    if not (number(group["eps"]) and group["eps"] >= 0):
+        bad("eps", group["eps"], "a number >= 0")
+    if not isinstance(group["muon"], bool):
+        bad("muon", group["muon"], "True or False")
+
+
 class MuonAdamW(torch.optim.Optimizer):
     """Muon for the param groups marked ``muon=True`` (2-D weight matrices), AdamW for the rest.
 
@@ -55,12 +80,18 @@ class MuonAdamW(torch.optim.Optimizer):
                         betas=betas, eps=eps, muon=False)
         super().__init__(params, defaults)
         self._fused: bool | None = None  # AdamW's fused kernel: untried / works / not available
-        for group in self.param_groups:
-            if group["muon"]:
-                bad = [tuple(p.shape) for p in group["params"] if p.dim() != 2]
-                if bad:
-                    raise ValueError(f"MuonAdamW: a muon=True group takes 2-D weight matrices only, got "
-                                     f"shapes {bad}; put them in a group with muon=False (AdamW)")
+
+    def add_param_group(self, param_group: dict) -> None:
+        """Every group is checked as it is added (also by ``__init__``): a bad setting would
+        otherwise only show as a silently wrong update."""
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        _check_group(group)
+        if group["muon"]:
+            bad = [tuple(p.shape) for p in group["params"] if p.dim() != 2]
+            if bad:
+                raise ValueError(f"MuonAdamW: a muon=True group takes 2-D weight matrices only, got "
+                                 f"shapes {bad}; put them in a group with muon=False (AdamW)")
 
     @torch.no_grad()
     def step(self, closure=None):
