@@ -23,7 +23,7 @@ __all__ = ["MuonAdamW", "newton_schulz"]
 
 # The quintic iteration's coefficients (Jordan et al.): chosen to bring the singular values of a
 # matrix with norm <= 1 into about [0.7, 1.2] in five steps, fast rather than exactly to 1 (a
-# value below ~1e-3 of the norm grows only ~3.4x per step and stays small: tests/test_optim.py).
+# value under ~1e-3 of the norm grows only ~3.4x per step and ends below that band).
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 
 
