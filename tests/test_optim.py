@@ -140,3 +140,16 @@ def test_a_group_added_later_is_checked_too():
         opt.add_param_group({"params": [nn.Parameter(torch.zeros(4))], "muon": True})
     with pytest.raises(ValueError, match="momentum"):
         opt.add_param_group({"params": [nn.Parameter(torch.zeros(4, 4))], "momentum": -0.1})
+
+
+def test_a_checkpoint_from_before_the_optimizer_setting_resumes_as_adamw(tmp_path):
+    train, test = synthetic(), synthetic(64, seed=1)
+    full = small_model()
+    h_full = vitlearn.fit(full, train, test, checkpoint=tmp_path / "run-{epoch}.pt", **KW)
+    state = torch.load(tmp_path / "run-1.pt", weights_only=True)
+    del state["train_config"]["optimizer"]  # as written before fit had the setting
+    torch.save(state, tmp_path / "old.pt")
+    h_res = vitlearn.fit(small_model(), train, test, resume=tmp_path / "old.pt", **KW)
+    assert h_res.train_loss == h_full.train_loss
+    with pytest.raises(ValueError, match="optimizer"):
+        vitlearn.fit(small_model(), train, test, resume=tmp_path / "old.pt", **{**KW, "optimizer": "muon"})

@@ -134,7 +134,7 @@ class MuonAdamW(torch.optim.Optimizer):
         beta1, beta2 = group["betas"]
         kwargs = dict(amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"],
                       weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
-        lists = ([p for p in params], [p.grad for p in params], [s["exp_avg"] for s in states],
+        lists = (params, [p.grad for p in params], [s["exp_avg"] for s in states],
                  [s["exp_avg_sq"] for s in states], [], [s["step"] for s in states])
         if self._fused is not False:
             try:
