@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=5, help="train steps per model per repeat")
     ap.add_argument("--no-aot-eager", action="store_true", help="leave out the vitlearn/aot_eager row")
     ap.add_argument("--per-matmul", action="store_true",
-                    help="also time each matmul of the largest batch on its own, grouped by shape")
+                    help="also time each matmul of the last batch size on its own, grouped by shape")
     args = ap.parse_args(argv)
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}\n# cpu flags: {cpu_flags()}")
@@ -217,8 +217,8 @@ def main(argv: list[str] | None = None) -> None:
         in_step, on_their_own = gflop / mine * 1e3, gflop / alone * 1e3  # GFLOP/s
         print(f"vitlearn's step: {gflop:.3f} GFLOP of matmuls; at the step's pace {in_step:.1f} GFLOP/s "
               f"= {in_step / peak:.0%} of the peak; the same matmuls alone {on_their_own:.1f} GFLOP/s = "
-              f"{on_their_own / peak:.0%} of the peak (the most any step of this model could reach, "
-              f"with everything else free)")
+              f"{on_their_own / peak:.0%} of the peak (the ceiling for this step with these kernels, "
+              f"if everything else took no time)")
     if args.per_matmul:
         per_matmul_table(calls, args.repeats)
 
