@@ -192,7 +192,10 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}\n# cpu flags: {cpu_flags()}")
-    from vit_pytorch import ViT as LucidViT
+    try:
+        from vit_pytorch import ViT as LucidViT
+    except ImportError as err:
+        raise SystemExit("vit-pytorch is not installed: .venv/bin/pip install -e '.[bench]'") from err
 
     print("\nkernel:")
     softmax_layouts()
