@@ -19,7 +19,7 @@ import statistics
 import time
 
 import torch
-from throughput import train_step_fn  # benchmarks/ is on sys.path when run as a script
+from throughput import interleaved_images_per_s, train_step_fn  # benchmarks/ is on sys.path
 
 import vitlearn
 from vitlearn import MultiHeadSelfAttention
@@ -51,17 +51,10 @@ def main(argv: list[str] | None = None) -> None:
         n = (28 // p) ** 2 + 1
         batch = max(1, args.tokens // n)
         steps = {True: train_step(p, batch, True), False: train_step(p, batch, False)}
-        ips: dict[bool, list[float]] = {True: [], False: []}
         for fn in steps.values():
             fn(), fn()  # warm-up
-        for _ in range(args.repeats):
-            order = [True, False]
-            rng.shuffle(order)
-            for fused in order:
-                t = time.perf_counter()
-                for _ in range(args.steps):
-                    steps[fused]()
-                ips[fused].append(args.steps * batch / (time.perf_counter() - t))
+        ips = interleaved_images_per_s(steps, repeats=args.repeats, steps_per_turn=args.steps,
+                                       batch=batch, order=rng)
         ratio = statistics.median(m / f for m, f in zip(ips[False], ips[True]))
         auto = "fused" if MultiHeadSelfAttention(embed_dim=64, num_heads=4).use_fused(
             torch.empty(1, 4, n, 16)) else "math"

@@ -36,7 +36,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from throughput import cpu_flags  # benchmarks/ is on sys.path when run as a script
+from throughput import cpu_flags, interleaved_images_per_s  # benchmarks/ is on sys.path when run as a script
 from torch import nn
 from torch.autograd.function import once_differentiable
 
@@ -230,16 +230,8 @@ def main(argv: list[str] | None = None) -> None:
     for step in steps.values():
         for _ in range(3):
             step()
-    ips: dict[str, list[float]] = {name: [] for name in steps}
-    order = random.Random(0)
-    for _ in range(args.repeats):
-        names = list(steps)
-        order.shuffle(names)
-        for name in names:
-            t = time.perf_counter()
-            for _ in range(args.steps):
-                steps[name]()
-            ips[name].append(args.steps * args.batch / (time.perf_counter() - t))
+    ips = interleaved_images_per_s(steps, repeats=args.repeats, steps_per_turn=args.steps,
+                                   batch=args.batch, order=random.Random(0))
     print(f"\ntraining, batch {args.batch}, {args.steps} steps x {args.repeats} repeats")
     print(f"{'variant':15s} {'images/s':>9s} {'vs vit-pytorch':>15s} {'vs vitlearn':>12s}")
     for name in steps:

@@ -88,6 +88,23 @@ def train_step_fn(name: str, model: nn.Module, batch: int) -> Callable[[], None]
     return step
 
 
+def interleaved_images_per_s(steps: dict, *, repeats: int, steps_per_turn: int, batch: int,
+                             order: random.Random) -> dict:
+    """images/s of each train step, ``repeats`` times: short turns of ``steps_per_turn`` steps
+    in an order shuffled by ``order`` on every repeat.
+
+    The shared machine drifts between fast and slow phases (+-30% over seconds), so each repeat
+    must give every model the same conditions; ratios are then taken per repeat.
+    """
+    ips: dict = {name: [] for name in steps}
+    for _ in range(repeats):
+        names = list(steps)
+        order.shuffle(names)
+        for name in names:
+            ips[name].append(steps_per_turn * batch / timed(steps[name], steps_per_turn))
+    return ips
+
+
 def infer_fn(model: nn.Module, batch: int) -> Callable[[], None]:
     x = torch.randn(batch, 1, 28, 28, generator=torch.Generator().manual_seed(1))
 
@@ -169,17 +186,9 @@ def main(argv: list[str] | None = None) -> None:
     for name, fn in steps.items():  # warm-up (and compilation)
         t = timed(fn, 3)
         print(f"# warm-up {name}: {t:.1f} s")
-    train_ips: dict[str, list[float]] = {n: [] for n in models}
-    # Short turns in a shuffled order: the shared machine drifts between fast and slow phases
-    # (+-30% over seconds), so each repeat must give every model the same conditions; the
-    # ratios below are medians of per-repeat ratios.
-    order = random.Random(0)
-    for _ in range(args.repeats):
-        names = list(steps)
-        order.shuffle(names)
-        for name in names:
-            fn = steps[name]
-            train_ips[name].append(args.steps * args.batch / timed(fn, args.steps))
+    # the ratios below are medians of per-repeat ratios
+    train_ips = interleaved_images_per_s(steps, repeats=args.repeats, steps_per_turn=args.steps,
+                                         batch=args.batch, order=random.Random(0))
 
     # --- inference throughput and batch-1 latency, interleaved ---
     # (the optimizer plays no part here: one vitlearn row is enough)
