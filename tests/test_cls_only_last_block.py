@@ -12,7 +12,7 @@ from test_parts import HandAttention
 from torch import nn
 
 import vitlearn
-from vitlearn import EncoderBlock, MultiHeadSelfAttention, TransformerEncoder
+from vitlearn import EncoderBlock, MultiHeadSelfAttention, NoResidualBlock, PostNormBlock, TransformerEncoder
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 
@@ -39,11 +39,10 @@ def test_attention_with_num_queries_is_the_first_rows_of_the_full_attention(fuse
         torch.testing.assert_close(attn(x, num_queries=n), full[:, :n], **TOL)
 
 
-@pytest.mark.parametrize("options", [{}, dict(norm="post"), dict(residual=False),
-                                     dict(norm="post", residual=False),
-                                     dict(attn_layer=HandAttention)])
-def test_every_block_variant_updates_only_the_first_tokens_when_asked(options):
-    block = EncoderBlock(embed_dim=32, num_heads=4, **options).eval()
+@pytest.mark.parametrize("cls", [EncoderBlock, PostNormBlock, NoResidualBlock])
+@pytest.mark.parametrize("options", [{}, dict(attn_layer=HandAttention)])
+def test_every_block_variant_updates_only_the_first_tokens_when_asked(cls, options):
+    block = cls(embed_dim=32, num_heads=4, **options).eval()
     x = torch.randn(2, 9, 32)
     full = block(x)
     for n in (1, 3):

@@ -1,15 +1,14 @@
-"""EncoderBlock's norm= ("pre" | "post") and residual= options (notebook 06's comparison):
-each equals the computation written out by hand and PyTorch's nn.TransformerEncoderLayer,
-the default is unchanged, bad values are refused, gradients flow, and ViT takes them."""
-
-import functools
+"""EncoderBlock (the paper's block) and the blocks notebook 06 compares it with,
+PostNormBlock and NoResidualBlock: each equals the computation written out by hand and
+PyTorch's nn.TransformerEncoderLayer, they share parameters and initialisation, gradients
+flow, ViT takes them through block_fn=, and checkpoints of them load again."""
 
 import pytest
 import torch
 from torch import nn
 
 import vitlearn
-from vitlearn import EncoderBlock, record_attention
+from vitlearn import EncoderBlock, NoResidualBlock, PostNormBlock, record_attention
 
 D, H, RATIO = 32, 4, 2.0
 
@@ -28,8 +27,11 @@ def _randomise_norms(block):
     return block
 
 
-def _block(**options):
-    return _randomise_norms(EncoderBlock(embed_dim=D, num_heads=H, mlp_ratio=RATIO, **options))
+BLOCKS = {("pre", True): EncoderBlock, ("post", True): PostNormBlock, ("pre", False): NoResidualBlock}
+
+
+def _block(cls=EncoderBlock):
+    return _randomise_norms(cls(embed_dim=D, num_heads=H, mlp_ratio=RATIO))
 
 
 def _torch_layer(block, *, norm_first):
@@ -56,22 +58,20 @@ def _by_hand(block, x, *, norm, residual):
     if norm == "post" and residual:
         x = ln1(x + attn(x))
         return ln2(x + mlp(x))
-    if norm == "pre":
-        return mlp(ln2(attn(ln1(x))))
-    return ln2(mlp(ln1(attn(x))))
+    assert norm == "pre"
+    return mlp(ln2(attn(ln1(x))))
 
 
-@pytest.mark.parametrize("norm", ["pre", "post"])
-@pytest.mark.parametrize("residual", [True, False])
+@pytest.mark.parametrize("norm,residual", list(BLOCKS))
 def test_block_equals_the_computation_by_hand(norm, residual):
-    block = _block(norm=norm, residual=residual)
+    block = _block(BLOCKS[norm, residual])
     x = torch.randn(3, 9, D)
     torch.testing.assert_close(block(x), _by_hand(block, x, norm=norm, residual=residual))
 
 
-@pytest.mark.parametrize("norm,norm_first", [("pre", True), ("post", False)])
-def test_block_equals_torch_transformer_encoder_layer(norm, norm_first):
-    block = _block(norm=norm)
+@pytest.mark.parametrize("cls,norm_first", [(EncoderBlock, True), (PostNormBlock, False)])
+def test_block_equals_torch_transformer_encoder_layer(cls, norm_first):
+    block = _block(cls)
     x = torch.randn(3, 9, D)
     layer = _torch_layer(block, norm_first=norm_first)
     torch.testing.assert_close(block(x), layer(x))
@@ -80,55 +80,43 @@ def test_block_equals_torch_transformer_encoder_layer(norm, norm_first):
 
 
 def test_post_norm_outputs_are_normalised_tokens():
-    block = EncoderBlock(embed_dim=D, num_heads=H, norm="post")  # gains 1, biases 0 at init
+    block = PostNormBlock(embed_dim=D, num_heads=H)  # gains 1, biases 0 at init
     out = block(torch.randn(2, 5, D) * 10)
     torch.testing.assert_close(out.mean(-1), torch.zeros(2, 5), atol=1e-5, rtol=0)
     torch.testing.assert_close(out.var(-1, unbiased=False), torch.ones(2, 5), atol=1e-3, rtol=0)
 
 
-def test_default_is_unchanged_and_bit_identical():
+def test_the_paper_block_is_written_out_bit_for_bit():
     block = _block()
-    explicit = EncoderBlock(embed_dim=D, num_heads=H, mlp_ratio=RATIO, norm="pre", residual=True)
-    explicit.load_state_dict(block.state_dict())
     x = torch.randn(2, 7, D)
     expected = block.norm1(x)
     expected = x + block.attn(expected)
     expected = expected + block.mlp(block.norm2(expected))
     assert torch.equal(block(x), expected)
-    assert torch.equal(explicit(x), block(x))
-    assert block.norm_placement == "pre" and block.residual is True
-    assert "norm=" not in repr(block) and "residual" not in repr(block)
-    assert "norm='post', residual=False" in repr(EncoderBlock(embed_dim=D, num_heads=H, norm="post",
-                                                              residual=False))
+    assert type(block).extra_repr is nn.Module.extra_repr  # no options left to show
 
 
 def test_same_parameters_and_initialisation_in_every_variant():
     blocks = []
-    for options in ({}, {"norm": "post"}, {"residual": False}, {"norm": "post", "residual": False}):
+    for cls in BLOCKS.values():
         torch.manual_seed(0)
-        blocks.append(EncoderBlock(embed_dim=D, num_heads=H, **options))
+        blocks.append(cls(embed_dim=D, num_heads=H))
     for other in blocks[1:]:
         assert other.state_dict().keys() == blocks[0].state_dict().keys()
         for key, value in blocks[0].state_dict().items():
             assert torch.equal(other.state_dict()[key], value), key
 
 
-@pytest.mark.parametrize("bad", ["Pre", "after", "", None, 1, nn.LayerNorm])
-def test_bad_norm_names_the_allowed_values(bad):
-    with pytest.raises(ValueError, match=r"norm must be 'pre' .* or 'post'"):
-        EncoderBlock(embed_dim=D, num_heads=H, norm=bad)
+@pytest.mark.parametrize("option", ["norm", "residual"])
+def test_the_old_options_are_gone(option):
+    # the variants are classes now (block_fn=PostNormBlock), not options of EncoderBlock
+    with pytest.raises(TypeError, match=option):
+        EncoderBlock(embed_dim=D, num_heads=H, **{option: "post"})
 
 
-@pytest.mark.parametrize("bad", [0, 1, "yes", None])
-def test_bad_residual_names_the_allowed_values(bad):
-    with pytest.raises(ValueError, match="residual must be True .* or False"):
-        EncoderBlock(embed_dim=D, num_heads=H, residual=bad)
-
-
-@pytest.mark.parametrize("options", [{"norm": "post"}, {"residual": False},
-                                     {"norm": "post", "residual": False}])
-def test_gradients_reach_every_parameter(options):
-    block = _block(**options)
+@pytest.mark.parametrize("cls", [PostNormBlock, NoResidualBlock])
+def test_gradients_reach_every_parameter(cls):
+    block = _block(cls)
     x = torch.randn(2, 6, D, requires_grad=True)
     block(x).square().sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
@@ -136,9 +124,9 @@ def test_gradients_reach_every_parameter(options):
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
 
 
-@pytest.mark.parametrize("options", [{"norm": "post"}, {"residual": False}])
-def test_attention_is_recorded_once_per_block(options):
-    block = _block(**options)
+@pytest.mark.parametrize("cls", [PostNormBlock, NoResidualBlock])
+def test_attention_is_recorded_once_per_block(cls):
+    block = _block(cls)
     x = torch.randn(2, 6, D)
     with record_attention(block) as maps:
         out = block(x)
@@ -146,16 +134,13 @@ def test_attention_is_recorded_once_per_block(options):
     torch.testing.assert_close(out, block(x))
 
 
-@pytest.mark.parametrize("options", [{"norm": "post"}, {"residual": False}])
-def test_plugs_into_vit_through_block_fn(options):
+@pytest.mark.parametrize("cls", [PostNormBlock, NoResidualBlock])
+def test_plugs_into_vit_through_block_fn(cls):
     torch.manual_seed(0)
-    model = vitlearn.ViT(depth=2, block_fn=functools.partial(EncoderBlock, **options))
+    model = vitlearn.ViT(depth=2, block_fn=cls)
     torch.manual_seed(0)
     default = vitlearn.ViT(depth=2)
-    for block in model.encoder.blocks:
-        assert isinstance(block, EncoderBlock)
-        assert (block.norm_placement, block.residual) == (options.get("norm", "pre"),
-                                                           options.get("residual", True))
+    assert all(type(block) is cls for block in model.encoder.blocks)
     # same random numbers drawn: the variants start from the default model's weights
     for (name, p), (_, q) in zip(model.named_parameters(), default.named_parameters()):
         assert torch.equal(p, q), name
@@ -166,3 +151,20 @@ def test_plugs_into_vit_through_block_fn(options):
     logits.sum().backward()
     assert all(p.grad is not None for p in model.parameters())
     assert model.attention_maps(images).shape == (4, 2, 4, 17, 17)
+
+
+def test_a_checkpoint_of_the_old_post_norm_option_loads_with_the_class(tmp_path):
+    # Checkpoints record a custom block by name only; one saved with the old
+    # block_fn=partial(EncoderBlock, norm="post") holds the same weights as a PostNormBlock
+    # model, so it loads with vitlearn.load(path, block_fn=PostNormBlock).
+    model = vitlearn.ViT(depth=2, block_fn=PostNormBlock).eval()
+    path = vitlearn.save(model, tmp_path / "post.pt")
+    state = torch.load(path, weights_only=True)
+    assert state["custom_layers"] == {"block_fn": "vitlearn.encoder.PostNormBlock"}
+    state["custom_layers"] = {"block_fn": "vitlearn.encoder.EncoderBlock(norm='post')"}  # as saved before
+    torch.save(state, path)
+    with pytest.raises(vitlearn.CheckpointError, match="block_fn"):
+        vitlearn.load(path)
+    loaded = vitlearn.load(path, block_fn=PostNormBlock)
+    images = torch.randn(3, 1, 28, 28)
+    assert torch.equal(loaded(images), model(images))

@@ -116,6 +116,6 @@ def test_unknown_variant_lists_the_names():
 def test_a_partial_part_is_named_with_its_options():
     import functools
     model = vitlearn.ViT(pos_embed_layer=functools.partial(vitlearn.PositionEmbedding, init_std=0.02),
-                         block_fn=functools.partial(vitlearn.EncoderBlock, norm="post"), **SMALL)
+                         block_fn=vitlearn.PostNormBlock, **SMALL)
     assert model.custom_layers == {"pos_embed_layer": "vitlearn.tokens.PositionEmbedding(init_std=0.02)",
-                                   "block_fn": "vitlearn.encoder.EncoderBlock(norm='post')"}
+                                   "block_fn": "vitlearn.encoder.PostNormBlock"}

@@ -8,6 +8,7 @@ The public parts, in the order of the paper's pipeline::
     scaled_dot_product_attention / MultiHeadSelfAttention  step 7   vitlearn.attention
     record_attention (attention maps of any model)
     MLP / EncoderBlock / TransformerEncoder           step 7      vitlearn.encoder
+    PostNormBlock / NoResidualBlock (block_fn= variants, notebook 06)
     ClassificationHead / MLPHead (pre-training head)  step 8      vitlearn.head
     ViTConfig / ViT                                   all         vitlearn.model
     SmallCNN / data_scale_experiment                  ViT vs a CNN as data grows   vitlearn.baselines
@@ -20,7 +21,7 @@ from .attention import MultiHeadSelfAttention, record_attention, scaled_dot_prod
 from .baselines import SmallCNN, data_scale_experiment
 from .checkpoint import CheckpointError, load, load_checkpoint, save
 from .data import DataNotFoundError, ImageDataset, load_dataset
-from .encoder import MLP, EncoderBlock, TransformerEncoder
+from .encoder import MLP, EncoderBlock, NoResidualBlock, PostNormBlock, TransformerEncoder
 from .experiments import Comparison, Variant, compare
 from .head import ClassificationHead, MLPHead
 from .model import ViT, ViTConfig, eval_mode
@@ -41,7 +42,8 @@ __all__ = [
     "ClassToken", "PositionEmbedding", "SinCosPositionEmbedding",
     "sincos_2d_position_embedding", "resample_position_embedding",
     "scaled_dot_product_attention", "MultiHeadSelfAttention", "record_attention",
-    "MLP", "EncoderBlock", "TransformerEncoder", "ClassificationHead", "MLPHead",
+    "MLP", "EncoderBlock", "PostNormBlock", "NoResidualBlock", "TransformerEncoder",
+    "ClassificationHead", "MLPHead",
     "ViT", "ViTConfig", "eval_mode",
     "ImageDataset", "load_dataset", "DataNotFoundError",
     "fit", "evaluate", "History", "Evaluation", "default_device",

@@ -2,8 +2,8 @@
 
 Each block is pre-norm (ViT paper, eq. 2-3):  x = x + MSA(LN(x));  x = x + MLP(LN(x)).
 The residual path lets every block make a small correction to the tokens rather than
-rewrite them, which is what makes deep stacks trainable. ``EncoderBlock(norm="post")`` and
-``EncoderBlock(residual=False)`` are the variants notebook 06 compares it with.
+rewrite them, which is what makes deep stacks trainable. :class:`PostNormBlock` and
+:class:`NoResidualBlock` are the variants notebook 06 compares it with (``block_fn=``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ from torch import nn
 from .attention import MultiHeadSelfAttention, check_heads, check_num_queries
 from .contract import build_part, check_dropout, check_positive_int, takes_keyword
 
-__all__ = ["MLP", "EncoderBlock", "TransformerEncoder"]
-
-NORM_PLACEMENTS = ("pre", "post")
+__all__ = ["MLP", "EncoderBlock", "PostNormBlock", "NoResidualBlock", "TransformerEncoder"]
 
 
 class MLP(nn.Module):
@@ -54,44 +52,23 @@ def _check_block_args(owner: str, embed_dim: int, num_heads: int, mlp_ratio: flo
 
 
 class EncoderBlock(nn.Module):
-    """Pre-LayerNorm block. ``attn_layer`` builds the attention module (default: ours), so a
-    learner's class can replace it. It is called as ``attn_layer(embed_dim=, num_heads=)``,
-    plus ``attn_dropout=`` / ``proj_dropout=`` when those are not 0, and must return
+    """The paper's block (ViT eq. 2-3): pre-LayerNorm, with a residual around each sub-layer.
+    ``attn_layer`` builds the attention module (default: ours), so a learner's class can
+    replace it. It is called as ``attn_layer(embed_dim=, num_heads=)``, plus
+    ``attn_dropout=`` / ``proj_dropout=`` when those are not 0, and must return
     ``(out, weights)`` when called with ``need_weights=True`` (:func:`record_attention`).
 
-    Two options turn it into the blocks the ViT block is compared with (notebook 06); with
-    the defaults (``norm="pre"``, ``residual=True``) it is the paper's block, bit for bit:
-
-    * ``norm="post"``: LayerNorm *after* each residual add, ``x = LN(x + MSA(x))``,
-      ``x = LN(x + MLP(x))``, as in the original Transformer (Vaswani et al. 2017) and
-      ``nn.TransformerEncoderLayer(norm_first=False)``. Every LayerNorm sits on the residual
-      path itself, so the identity path from the loss back to the input is normalised at
-      every block. Xiong et al. 2020 ("On Layer Normalization in the Transformer
-      Architecture") show that at initialisation this makes the gradients of the layers
-      near the output large, which is why post-norm needs a learning-rate warm-up;
-      ``norm="pre"`` (default, ViT eq. 2-3) keeps the identity path clean and trains
-      without one.
-    * ``residual=False``: no ``x +``; each sub-layer's output replaces its input. The block
-      loses the identity path: every block must re-transmit everything worth keeping, and
-      the gradient reaches the first blocks only through all the later ones, which is what
-      makes deep stacks without skip connections hard to train.
+    The blocks it is compared with in notebook 06 are their own classes with the same
+    parameters (:class:`PostNormBlock`, :class:`NoResidualBlock`), plugged in with
+    ``ViT(block_fn=...)`` as timm plugs in its ``ResPostBlock``.
     """
 
     def __init__(self, *, embed_dim: int, num_heads: int, mlp_ratio: float = 2.0,
                  dropout: float = 0.0, attn_dropout: float = 0.0,
                  attn_layer: Callable[..., nn.Module] | None = None,
-                 norm_eps: float = 1e-6, norm: str = "pre", residual: bool = True):
+                 norm_eps: float = 1e-6):
         super().__init__()
-        _check_block_args("EncoderBlock", embed_dim, num_heads, mlp_ratio, dropout, attn_dropout)
-        if not isinstance(norm, str) or norm not in NORM_PLACEMENTS:
-            raise ValueError(f"EncoderBlock: norm must be 'pre' (LayerNorm before each sub-layer, "
-                             f"inside the residual branch: the ViT paper) or 'post' (LayerNorm after "
-                             f"each residual add: the original Transformer), got norm={norm!r}")
-        if not isinstance(residual, bool):
-            raise ValueError(f"EncoderBlock: residual must be True (x = x + f(x), the paper) or "
-                             f"False (x = f(x)), got residual={residual!r}")
-        self.norm_placement = norm
-        self.residual = residual
+        _check_block_args(type(self).__name__, embed_dim, num_heads, mlp_ratio, dropout, attn_dropout)
         options = {}
         if attn_dropout:
             options["attn_dropout"] = (attn_dropout, f"attn_dropout={attn_dropout}")
@@ -108,23 +85,12 @@ class EncoderBlock(nn.Module):
         (they attend to all N): -> [B, n, D]. ``ViT.forward`` asks the last block for [CLS]
         alone, the only token the head reads."""
         check_num_queries(num_queries, x.shape[1])
-        if self.norm_placement == "pre" and self.residual:  # the paper's block
-            if num_queries is None:
-                x = x + self.attn(self.norm1(x))  # [B, N, D]
-            else:
-                x = x[:, :num_queries] + self._attend(self.norm1(x), num_queries)  # [B, n, D]
-            x = x + self.mlp(self.norm2(x))
-            return x
-        n = x.shape[1] if num_queries is None else num_queries
-        if self.norm_placement == "pre":
-            out = self._attend(self.norm1(x), n)
-            x = x[:, :n] + out if self.residual else out
-            out = self.mlp(self.norm2(x))
-            return x + out if self.residual else out
-        out = self._attend(x, n)
-        x = self.norm1(x[:, :n] + out if self.residual else out)
-        out = self.mlp(x)
-        return self.norm2(x + out if self.residual else out)
+        if num_queries is None:
+            x = x + self.attn(self.norm1(x))  # [B, N, D]
+        else:
+            x = x[:, :num_queries] + self._attend(self.norm1(x), num_queries)  # [B, n, D]
+        x = x + self.mlp(self.norm2(x))
+        return x
 
     def _attend(self, x: torch.Tensor, n: int) -> torch.Tensor:
         """Attention outputs of the first n tokens: ours computes only those; a learner's
@@ -137,10 +103,44 @@ class EncoderBlock(nn.Module):
             return self.attn(x, num_queries=n)
         return self.attn(x)[:, :n]
 
-    def extra_repr(self) -> str:
-        options = ([f"norm={self.norm_placement!r}"] if self.norm_placement != "pre" else []) + \
-                  (["residual=False"] if not self.residual else [])
-        return ", ".join(options)
+
+class PostNormBlock(EncoderBlock):
+    """The original Transformer's block (Vaswani et al. 2017; timm's ``ResPostBlock``;
+    ``nn.TransformerEncoderLayer(norm_first=False)``): LayerNorm *after* each residual add,
+    ``x = LN(x + MSA(x))``, ``x = LN(x + MLP(x))``. The paper's parameters, built in the
+    same order, so a model of these starts from the same weights as one of
+    :class:`EncoderBlock`.
+
+    Every LayerNorm sits on the residual path itself, so the identity path from the loss
+    back to the input is normalised at every block. Xiong et al. 2020 ("On Layer
+    Normalization in the Transformer Architecture") show that at initialisation this makes
+    the gradients of the layers near the output large, which is why post-norm needs a
+    learning-rate warm-up; the paper's pre-norm block keeps the identity path clean and
+    trains without one.
+    """
+
+    def forward(self, x: torch.Tensor, *, num_queries: int | None = None) -> torch.Tensor:
+        """x [B, N, D] -> [B, N, D] (-> [B, n, D] with ``num_queries=n``)."""
+        check_num_queries(num_queries, x.shape[1])
+        n = x.shape[1] if num_queries is None else num_queries
+        x = self.norm1(x[:, :n] + self._attend(x, n))  # LN after the residual add
+        return self.norm2(x + self.mlp(x))
+
+
+class NoResidualBlock(EncoderBlock):
+    """The paper's pre-norm sub-layers without the ``x +``: ``x = MSA(LN(x))``,
+    ``x = MLP(LN(x))``; each sub-layer's output replaces its input. The block loses the
+    identity path: every block must re-transmit everything worth keeping, and the gradient
+    reaches the first blocks only through all the later ones, which is what makes deep
+    stacks without skip connections hard to train. Same parameters as :class:`EncoderBlock`.
+    """
+
+    def forward(self, x: torch.Tensor, *, num_queries: int | None = None) -> torch.Tensor:
+        """x [B, N, D] -> [B, N, D] (-> [B, n, D] with ``num_queries=n``)."""
+        check_num_queries(num_queries, x.shape[1])
+        n = x.shape[1] if num_queries is None else num_queries
+        x = self._attend(self.norm1(x), n)  # no "x +"
+        return self.mlp(self.norm2(x))
 
 
 class TransformerEncoder(nn.Module):
