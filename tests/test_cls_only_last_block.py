@@ -130,7 +130,7 @@ def test_num_queries_outside_the_tokens_is_a_clear_error(bad):
 def test_count_flops_counts_the_whole_architecture_not_the_shortcut():
     from torch.utils.flop_counter import FlopCounterMode
 
-    from vitlearn.pretrained import count_flops
+    from vitlearn.paper_models import count_flops
 
     model, x = vitlearn.ViT(), torch.zeros(1, 1, 28, 28)
     with FlopCounterMode(display=False) as short, torch.no_grad():

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import vitlearn
-from vitlearn import pretrained
+from vitlearn import _preflight
 from vitlearn.pretrained import PretrainedWeightsError, UnsupportedModelError
 
 timm = pytest.importorskip("timm")
@@ -117,6 +117,31 @@ def test_unsupported_timm_models_are_refused_by_name(kw, message):
         vitlearn.ViT.from_timm(model)
 
 
+def test_every_problem_is_named_once_in_the_models_order():
+    # notebook 09 prints this message for a later ViT (registers and layer scale)
+    later_vit = timm.models.VisionTransformer(img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3,
+                                              reg_tokens=4, init_values=1e-5)
+    with pytest.raises(UnsupportedModelError) as info:
+        vitlearn.ViT.from_timm(later_vit)
+    assert str(info.value) == ("cannot convert this timm model into vitlearn.ViT exactly; unsupported: "
+                               "4 register tokens (reg_tokens): vitlearn.ViT has none; layer scale "
+                               "(init_values): vitlearn.ViT's blocks have none")
+
+
+def test_the_converter_returns_what_it_computed_and_the_model_builds_it():
+    model = randomise(timm_vit(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2,
+                               num_classes=5))
+    converted = vitlearn.pretrained.convert_timm(model)
+    assert converted.config == dict(img_size=32, patch_size=8, in_chans=3, num_classes=5, embed_dim=32,
+                                    depth=2, num_heads=2, mlp_ratio=4.0, pool="cls", pos_embed="learned",
+                                    dropout=0.0, attn_dropout=0.0)
+    assert converted.norm_eps == 1e-6 and converted.training is False
+    vit = vitlearn.ViT.from_timm(model)
+    assert vit.state_dict().keys() == converted.state_dict.keys()
+    for name, tensor in vit.state_dict().items():
+        assert torch.equal(tensor, converted.state_dict[name]), name
+
+
 def test_distilled_and_other_architectures_are_refused():
     deit = timm.models.deit.VisionTransformerDistilled(img_size=32, patch_size=8, embed_dim=32, depth=1,
                                                        num_heads=2, num_classes=3)
@@ -131,8 +156,8 @@ def test_from_pretrained_fails_fast_without_network(monkeypatch):
     def refuse(*args, **kwargs):
         raise OSError("[Errno 101] Network is unreachable")
 
-    monkeypatch.setattr(pretrained.socket, "create_connection", refuse)
-    monkeypatch.setattr(pretrained, "_cached", lambda cfg: False)
+    monkeypatch.setattr(_preflight.socket, "create_connection", refuse)
+    monkeypatch.setattr(_preflight, "cached", lambda cfg: False)
     t0 = time.perf_counter()
     with pytest.raises(PretrainedWeightsError, match="not reachable.*internet"):
         vitlearn.ViT.from_pretrained("vit_base_patch16_224")
@@ -142,9 +167,9 @@ def test_from_pretrained_fails_fast_without_network(monkeypatch):
 def test_from_pretrained_fails_fast_on_this_machine_when_offline():
     """The real thing, unpatched: where the hub cannot be reached, the error comes within seconds
     and names the cause (no traceback from inside the downloader)."""
-    if pretrained._reachable("huggingface.co", 443, 3.0) is None:
+    if _preflight.reachable("huggingface.co", 443, 3.0) is None:
         pytest.skip("huggingface.co is reachable here: this test is for machines without network")
-    if pretrained._cached(timm.models.get_pretrained_cfg("vit_tiny_patch16_224").to_dict()):
+    if _preflight.cached(timm.models.get_pretrained_cfg("vit_tiny_patch16_224").to_dict()):
         pytest.skip("the weights are in the local cache")
     t0 = time.perf_counter()
     with pytest.raises(PretrainedWeightsError, match="not reachable") as info:
@@ -197,8 +222,8 @@ def test_from_pretrained_turns_a_failed_download_into_one_clear_error(monkeypatc
     def failing_download(*args, **kwargs):
         raise ConnectError("[Errno 111] Connection refused\nlong traceback text")
 
-    monkeypatch.setattr(pretrained, "_cached", lambda cfg: False)
-    monkeypatch.setattr(pretrained, "_reachable", lambda host, port, timeout: None)
+    monkeypatch.setattr(_preflight, "cached", lambda cfg: False)
+    monkeypatch.setattr(_preflight, "reachable", lambda host, port, timeout: None)
     monkeypatch.setattr(timm, "create_model", failing_download)
     with pytest.raises(PretrainedWeightsError, match=r"could not load .* \(ConnectError: \[Errno 111\] "
                                                      r"Connection refused\)$") as info:

@@ -19,6 +19,8 @@ import torch
 from torch import nn
 
 from .data import ImageDataset, load_dataset
+from .model import ViT
+from .training import fit
 
 __all__ = ["SmallCNN", "stratified_subset", "repeat_to", "DataScaleResult", "data_scale_experiment"]
 
@@ -162,9 +164,6 @@ def data_scale_experiment(models: dict[str, Callable[[], nn.Module]] | None = No
     steps: ``epochs * (len(train) // batch_size)`` (936 for MNIST with the defaults), with the
     same learning-rate schedule. The remaining keywords go to :func:`vitlearn.fit`.
     """
-    from .model import ViT
-    from .training import fit
-
     if models is None:
         models = {"ViT": ViT, "CNN": SmallCNN}
     if not models or not fractions:

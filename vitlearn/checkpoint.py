@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .model import ViT
+
 __all__ = ["save", "load", "load_checkpoint", "check_writable", "checkpoint_path", "CheckpointError",
            "FORMAT"]
 
@@ -135,8 +137,6 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu",
     same part is passed again: ``load(path, attn_layer=MyAttention)``; code is never
     unpickled from the file.
     """
-    from .model import ViT
-
     state = load_checkpoint(path, map_location)
     missing = sorted(set(state.get("custom_layers") or {}) - set(layers))
     if missing:

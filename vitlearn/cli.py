@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 
 import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .data import DATASETS, normalize
-from .model import ViTConfig
-from .training import OPTIMIZERS
+from .checkpoint import CheckpointError, load, load_checkpoint
+from .data import DATASETS, DataNotFoundError, load_dataset, normalize
+from .model import ViT, ViTConfig
+from .training import OPTIMIZERS, TrainConfig, evaluate, fit
 
 # train's flags that set the model: --patch-size -> ViTConfig.patch_size, ...
 MODEL_FLAGS = ("patch_size", "embed_dim", "depth", "num_heads")
@@ -18,16 +20,10 @@ MODEL_FLAGS = ("patch_size", "embed_dim", "depth", "num_heads")
 
 def _model_config(args, num_classes: int):
     """The ViTConfig of ``train``'s model flags (--patch-size, --embed-dim, ...)."""
-    from .model import ViTConfig
-
     return ViTConfig(num_classes=num_classes, **{name: getattr(args, name) for name in MODEL_FLAGS})
 
 
 def _train(args) -> int:
-    from .data import load_dataset
-    from .model import ViT
-    from .training import TrainConfig, fit
-
     # Nonsense flags fail here, before the data is loaded.
     config = _model_config(args, num_classes=len(DATASETS[args.dataset][1]))
     TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
@@ -53,10 +49,6 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .checkpoint import load, load_checkpoint
-    from .data import load_dataset
-    from .training import evaluate
-
     state = load_checkpoint(args.checkpoint)
     name = args.dataset or (state.get("dataset") or {}).get("name", "mnist")
     model = load(args.checkpoint)
@@ -69,8 +61,6 @@ def _evaluate(args) -> int:
 def load_image(path: str | Path, size: int = 28, invert: str = "auto") -> torch.Tensor:
     """Read any PNG/JPEG as a 28x28 grey uint8 tensor [28, 28], white strokes on black like
     MNIST (``invert='auto'`` flips images whose border is brighter than their centre)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     try:
         with Image.open(path) as img:
             img = ImageOps.exif_transpose(img)
@@ -95,8 +85,6 @@ def _border_is_bright(x: torch.Tensor) -> bool:
 
 
 def _predict(args) -> int:
-    from .checkpoint import load, load_checkpoint
-
     info = load_checkpoint(args.checkpoint).get("dataset") or {}
     name = info.get("name", "mnist")
     _, classes, mean, std = DATASETS.get(name, DATASETS["mnist"])
@@ -117,8 +105,6 @@ def _predict(args) -> int:
 
 
 def _info(args) -> int:
-    from .model import ViT
-
     model = ViT()
     print(f"default ViT: {model.config}")
     print(f"parameters: {sum(p.numel() for p in model.parameters()):,}")
@@ -173,8 +159,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .checkpoint import CheckpointError
-    from .data import DataNotFoundError
 
     try:
         return args.func(args)

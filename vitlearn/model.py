@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from . import pretrained
 from .attention import check_heads, record_attention
 from .contract import build_part, check_dropout, check_positive_int, part_name
 from .encoder import TransformerEncoder, check_mlp_ratio
@@ -324,19 +325,31 @@ class ViT(nn.Module):
     @classmethod
     def from_timm(cls, model: nn.Module) -> ViT:
         """The same network as a timm ``VisionTransformer`` (plain ViT family), with its weights:
-        identical outputs, or an error naming what is unsupported (:mod:`vitlearn.pretrained`)."""
-        from .pretrained import from_timm
-        return from_timm(model)
+        identical outputs, or an error naming what is unsupported (:mod:`vitlearn.pretrained`).
+        The new model is on the same device and dtype, in eval mode if the timm model was."""
+        return cls._from_converted(pretrained.convert_timm(model))
 
     @classmethod
     def from_pretrained(cls, name: str, **kwargs) -> ViT:
         """A pretrained timm ViT by name (e.g. ``"vit_base_patch16_224"``), converted; needs
         internet the first time and fails fast without it (:mod:`vitlearn.pretrained`)."""
-        from .pretrained import from_pretrained
-        return from_pretrained(name, **kwargs)
+        return cls.from_timm(pretrained.load_timm_pretrained(name, **kwargs))
 
     @classmethod
     def from_transformers(cls, model: nn.Module) -> ViT:
         """The same network as a Hugging Face ``ViTForImageClassification``, with its weights."""
-        from .pretrained import from_transformers
-        return from_transformers(model)
+        return cls._from_converted(pretrained.convert_transformers(model))
+
+    @classmethod
+    def _from_converted(cls, converted: pretrained.Converted) -> ViT:
+        """Build what a converter computed: its configuration and LayerNorm eps, on the device
+        and in the dtype of its weights, in its train/eval mode."""
+        ref = converted.state_dict["patch_embed.proj.weight"]
+        with torch.device(ref.device):
+            vit = cls(**converted.config)
+        for m in vit.modules():
+            if isinstance(m, nn.LayerNorm):
+                m.eps = converted.norm_eps
+        vit = vit.to(dtype=ref.dtype)
+        vit.load_state_dict(converted.state_dict)
+        return vit.train(converted.training)
