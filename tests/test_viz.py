@@ -13,7 +13,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from torch import nn  # noqa: E402
 
 import vitlearn  # noqa: E402
-from vitlearn import viz  # noqa: E402
+from vitlearn import attention_maps, viz  # noqa: E402
+from vitlearn.attention_maps import attention_rollout, mean_attention_distance  # noqa: E402
 
 CLASSES = tuple(str(i) for i in range(10))
 
@@ -117,7 +118,8 @@ def test_plot_patch_sequence(data, patch_size):
 
 
 def test_patch_functions_reject_a_bad_patch_size(data):
-    with pytest.raises(ValueError, match="choose one of"):
+    with pytest.raises(ValueError, match=r"the image height=28 is not divisible by patch_size=5.*"
+                                         r"choose patch_size from \[1, 2, 4, 7, 14, 28\]"):
         viz.plot_patch_grid(data.images[0], 5)
     with pytest.raises(ValueError, match="one greyscale image"):
         viz.plot_patch_sequence(data.images[:2], 7)
@@ -189,7 +191,7 @@ def test_plot_position_similarity_without_position_embedding():
 @pytest.mark.parametrize("kind", list(MODELS))
 def test_attention_rollout(data, kind):
     model = MODELS[kind]()
-    rollout = viz.attention_rollout(model, data.images[:5])
+    rollout = attention_rollout(model, data.images[:5])
     assert rollout.shape == (5, model.num_patches)
     assert (rollout >= 0).all() and (rollout <= 1).all()
     if model.pool == "mean":                                         # all tokens are patches
@@ -207,8 +209,8 @@ def test_attention_rollout_matches_the_definition(data):
     for layer in range(maps.shape[1]):
         a = maps[:, layer] + eye
         joint = (a / a.sum(-1, keepdim=True)) @ joint
-    torch.testing.assert_close(viz.attention_rollout(model, x), joint[:, 0, 1:])
-    torch.testing.assert_close(viz.attention_rollout(model, data.images[:2]), joint[:, 0, 1:])
+    torch.testing.assert_close(attention_rollout(model, x), joint[:, 0, 1:])
+    torch.testing.assert_close(attention_rollout(model, data.images[:2]), joint[:, 0, 1:])
 
 
 def test_attention_rollout_with_identity_attention_is_uniform(data):
@@ -218,7 +220,7 @@ def test_attention_rollout_with_identity_attention_is_uniform(data):
         for block in model.encoder.blocks:
             block.attn.qkv.weight.zero_()
             block.attn.qkv.bias.zero_()
-    rollout = viz.attention_rollout(model, data.images[:1])
+    rollout = attention_rollout(model, data.images[:1])
     torch.testing.assert_close(rollout, torch.full_like(rollout, 1 / model.num_patches))
 
 
@@ -375,7 +377,7 @@ def test_plot_patch_sequence_rgb(patch_size):
 def test_patch_functions_reject_two_channels_with_a_clear_error():
     with pytest.raises(ValueError, match="one RGB image"):
         viz.plot_patch_grid(torch.zeros(2, 28, 28), 7)
-    with pytest.raises(ValueError, match="choose one of"):
+    with pytest.raises(ValueError, match="is not divisible by patch_size=5"):
         viz.plot_patch_sequence(rgb_image(), 5)
 
 
@@ -443,7 +445,7 @@ def centre_distance(i, j, grid, patch_size):
 def test_mean_attention_distance_of_self_attention_only_is_zero(data, pool):
     """Every token attends only to itself: each query's distance is 0."""
     model = fixed_attention_model(torch.eye(17 if pool == "cls" else 16), pool=pool)
-    d = viz.mean_attention_distance(model, data.images[:3])
+    d = mean_attention_distance(model, data.images[:3])
     assert d.shape == (2, 2)                                         # [depth, heads]
     torch.testing.assert_close(d, torch.zeros(2, 2))
 
@@ -458,7 +460,7 @@ def test_mean_attention_distance_of_uniform_attention_is_the_mean_pairwise_dista
             block.attn.qkv.weight[:qk].zero_()
             block.attn.qkv.bias[:qk].zero_()
     expected = sum(centre_distance(i, j, 4, 7) for i in range(16) for j in range(16)) / 16 ** 2
-    d = viz.mean_attention_distance(model, data.images[:5])
+    d = mean_attention_distance(model, data.images[:5])
     torch.testing.assert_close(d, torch.full((2, 2), expected))
 
 
@@ -471,17 +473,17 @@ def test_mean_attention_distance_renormalises_over_patches_and_reads_queries_as_
     pattern[:, 1] = 0.5
     model = fixed_attention_model(pattern)
     expected = sum(centre_distance(0, j, 4, 7) for j in range(16)) / 16
-    torch.testing.assert_close(viz.mean_attention_distance(model, data.images[:2]),
+    torch.testing.assert_close(mean_attention_distance(model, data.images[:2]),
                                torch.full((2, 2), expected))
 
 
 def test_mean_attention_distance_averages_over_images_in_batches(data):
     model = tiny(patch_size=4)
-    whole = viz.mean_attention_distance(model, data.images[:7])
-    torch.testing.assert_close(viz.mean_attention_distance(model, data.images[:7], batch_size=3), whole)
-    one_by_one = torch.stack([viz.mean_attention_distance(model, data.images[i:i + 1]) for i in range(7)])
+    whole = mean_attention_distance(model, data.images[:7])
+    torch.testing.assert_close(mean_attention_distance(model, data.images[:7], batch_size=3), whole)
+    one_by_one = torch.stack([mean_attention_distance(model, data.images[i:i + 1]) for i in range(7)])
     torch.testing.assert_close(one_by_one.mean(dim=0), whole)
-    torch.testing.assert_close(viz.mean_attention_distance(model, data[:7]), whole)  # a dataset
+    torch.testing.assert_close(mean_attention_distance(model, data[:7]), whole)  # a dataset
     assert ((whole > 0) & (whole < centre_distance(0, 48, 7, 4))).all()
 
 
@@ -492,9 +494,23 @@ def test_plot_mean_attention_distance(data, kind):
     (ax,) = fig.axes
     dots = [c.get_offsets() for c in ax.collections]                 # one scatter per head
     assert len(dots) == 2
-    distances = viz.mean_attention_distance(model, data[:6])
+    distances = mean_attention_distance(model, data[:6])
     for head, xy in enumerate(dots):
         assert torch.allclose(torch.as_tensor(xy[:, 1]).float(), distances[:, head], atol=1e-5)
         assert [round(float(x)) for x in xy[:, 0]] == [0, 1]          # x = layer
     assert "pixels" in ax.get_ylabel()
     assert "6 images" in ax.get_title()
+
+
+def test_the_attention_measures_need_no_matplotlib_and_viz_keeps_their_names():
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['matplotlib'] = None; "  # any matplotlib import now fails
+            "from vitlearn.attention_maps import attention_rollout, mean_attention_distance; "
+            "import torch, vitlearn; m = vitlearn.ViT(depth=1); x = torch.randn(2, 1, 28, 28); "
+            "print(tuple(attention_rollout(m, x).shape), tuple(mean_attention_distance(m, x).shape))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["(2,", "16)", "(1,", "4)"]
+    assert viz.attention_rollout is attention_rollout  # notebook 09 calls it so
+    assert viz.mean_attention_distance is mean_attention_distance
+    assert "matplotlib" not in attention_maps.__dict__

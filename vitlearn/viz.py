@@ -8,7 +8,10 @@ call (no ``;``), or ``display(fig)``; in a script, ``fig.savefig(...)``.
 
 Attention always comes from ``model.attention_maps(images)`` ([B, depth, heads, T, T]), so
 the figures work for any :class:`vitlearn.ViT`, including one built with a learner's own
-``attn_layer``, with a [CLS] token (T = 1+N) or with ``pool='mean'`` (T = N).
+``attn_layer``, with a [CLS] token (T = 1+N) or with ``pool='mean'`` (T = N). What the
+attention figures show is computed in :mod:`vitlearn.attention_maps` (no matplotlib needed);
+``viz.attention_rollout`` and ``viz.mean_attention_distance`` are those functions, kept here
+for the notebooks that call them by this name.
 """
 
 from __future__ import annotations
@@ -21,9 +24,20 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from .data import DATASETS, ImageDataset, normalize
+from .attention_maps import (
+    MNIST_MEAN,
+    MNIST_STD,
+    attention_and_input,
+    attention_rollout,
+    mean_attention_distance,
+    model_device,
+    model_input,
+    patch_distances,
+    prefix_and_grid,
+)
+from .data import ImageDataset
 from .model import eval_mode
-from .patches import patchify
+from .patches import check_patch_size, patchify
 from .training import Evaluation, History, evaluate
 
 __all__ = ["show_digits", "plot_patch_grid", "plot_patch_sequence", "plot_embedding_filters",
@@ -31,8 +45,6 @@ __all__ = ["show_digits", "plot_patch_grid", "plot_patch_sequence", "plot_embedd
            "plot_attention_rollout", "mean_attention_distance", "plot_mean_attention_distance",
            "plot_training_curves", "plot_comparison", "plot_confusion_matrix",
            "plot_mistakes", "plot_data_scale", "MNIST_MEAN", "MNIST_STD"]
-
-_, _, MNIST_MEAN, MNIST_STD = DATASETS["mnist"]  # what uint8 images are normalised with
 
 # Colour maps and colours, one per kind of thing drawn.
 DIGIT_CMAP = "gray"               # images and pixel values
@@ -86,62 +98,6 @@ def _digit(image) -> np.ndarray:
         raise ValueError(f"expected one greyscale image [28, 28] or [1, 28, 28], got shape "
                          f"{tuple(torch.as_tensor(image).shape)}; pick one image, e.g. dataset.images[0]")
     return x.detach().float().cpu().numpy()
-
-
-def _check_patch_size(size: int, patch_size: int) -> None:
-    if patch_size < 1 or size % patch_size:
-        divisors = [p for p in range(1, size + 1) if size % p == 0]
-        raise ValueError(f"patch_size={patch_size} does not divide the image size {size}; "
-                         f"choose one of {divisors}")
-
-
-def _model_input(images, mean: float, std: float) -> torch.Tensor:
-    """uint8 images are normalised like the training data; float images are used as given.
-
-    Returns [B, 1, H, W]. Accepts one image ([H, W], [1, H, W]) or a batch ([B, H, W], [B, 1, H, W]).
-    """
-    if isinstance(images, ImageDataset):
-        return normalize(images.images, images.mean, images.std)
-    x = torch.as_tensor(images)
-    if x.dtype == torch.uint8:
-        x = normalize(x, mean, std)
-    else:
-        x = x.float()
-    if x.ndim == 2:
-        x = x[None, None]
-    elif x.ndim == 3:
-        x = x[:, None]  # [B, H, W] (or one image [1, H, W]) -> [B, 1, H, W]
-    if x.ndim != 4:
-        raise ValueError(f"expected images [B, 1, H, W] (or one image [H, W]), got shape {tuple(x.shape)}")
-    return x
-
-
-def _model_device(model) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
-
-
-def _prefix_and_grid(model, num_tokens: int) -> tuple[int, int]:
-    """(number of prefix tokens such as [CLS], patch-grid side) for a sequence of T tokens."""
-    n = model.num_patches
-    grid = math.isqrt(n)
-    if grid * grid != n or num_tokens < n:
-        raise ValueError(f"cannot map {num_tokens} attention tokens onto a square grid of {n} patches")
-    return num_tokens - n, grid
-
-
-def _attention(model, images, mean: float, std: float) -> tuple[torch.Tensor, torch.Tensor, int, int]:
-    """(model input [B, 1, H, W], attention [B, depth, heads, T, T] on the CPU, prefix, grid)."""
-    x = _model_input(images, mean, std)
-    maps = model.attention_maps(x.to(_model_device(model)))
-    if not isinstance(maps, torch.Tensor) or maps.ndim != 5:
-        raise ValueError("model.attention_maps(images) must return [B, depth, heads, T, T]; check that "
-                         "the attention layer returns (output, weights [B, heads, T, T]) when "
-                         "called with need_weights=True")
-    prefix, grid = _prefix_and_grid(model, maps.shape[-1])
-    return x.cpu(), maps.detach().float().cpu(), prefix, grid
 
 
 def _patch_scores(maps: torch.Tensor, prefix: int) -> torch.Tensor:
@@ -250,8 +206,8 @@ def _picture_in_patches(image, patch_size: int) -> tuple[np.ndarray, int, int]:
     """(:func:`_picture` of ``image``, its height, its width), both checked against ``patch_size``."""
     img = _picture(image)
     h, w = img.shape[:2]
-    _check_patch_size(h, patch_size)
-    _check_patch_size(w, patch_size)
+    check_patch_size(h, patch_size, what="the image height")
+    check_patch_size(w, patch_size, what="the image width")
     return img, h, w
 
 
@@ -417,7 +373,7 @@ def plot_position_similarity(model, *, reference=None) -> Figure:
     if not isinstance(pos, torch.Tensor) or pos.ndim != 3:
         raise ValueError("plot_position_similarity needs model.pos_embed.pos [1, prefix+N, D]; "
                          f"{type(pos_embed).__name__} has no such tensor")
-    prefix, grid = _prefix_and_grid(model, pos.shape[1])
+    prefix, grid = prefix_and_grid(model, pos.shape[1])
     pos = pos.detach().float().cpu()
     title = "position embedding similarity"
     if reference is not None:
@@ -451,30 +407,6 @@ def plot_position_similarity(model, *, reference=None) -> Figure:
 
 # ---------------------------------------------------------------------------- attention
 
-@torch.no_grad()
-def attention_rollout(model, images, *, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> torch.Tensor:
-    """Attention rollout (Abnar & Zuidema, 2020): how much each patch flows into the output
-    through all layers, not just the last one -> [B, N].
-
-    Per layer: average the heads and add the identity (the residual connection carries each
-    token on unchanged), renormalise the rows, then multiply the layers together. The result
-    is the [CLS] row over the patch tokens; without [CLS] (pool='mean') the mean over rows,
-    since the mean of all tokens is what gets classified. uint8 images are normalised with
-    ``mean``/``std`` first; float images are passed to the model as they are.
-    """
-    _, maps, prefix, _ = _attention(model, images, mean, std)
-    a = maps.mean(dim=2)                                   # [B, depth, T, T]
-    eye = torch.eye(a.shape[-1])
-    a = a + eye
-    a = a / a.sum(dim=-1, keepdim=True)
-    rollout = eye.expand(a.shape[0], -1, -1)
-    for layer in range(a.shape[1]):
-        rollout = a[:, layer] @ rollout                    # [B, T, T]
-    if prefix:
-        return rollout[:, 0, prefix:]                      # [B, N]
-    return rollout.mean(dim=1)
-
-
 def _pick(index: int | None, size: int, what: str) -> list[int]:
     if index is None:
         return list(range(size))
@@ -492,7 +424,7 @@ def plot_attention_maps(model, image, *, layer: int | None = None, head: int | N
     With pool='mean' there is no [CLS] token, so each tile shows the attention every patch
     receives, averaged over all queries. uint8 images are normalised with ``mean``/``std``.
     """
-    x, maps, prefix, grid = _attention(model, image, mean, std)
+    x, maps, prefix, grid = attention_and_input(model, image, mean, std)
     if x.shape[0] != 1:
         raise ValueError(f"plot_attention_maps draws one image, got a batch of {x.shape[0]}; "
                          f"pass images[i]")
@@ -517,13 +449,13 @@ def plot_attention_rollout(model, images, labels=None, *, mean: float = MNIST_ME
     given) and the model's prediction. ``images`` may be a (small) ImageDataset."""
     if isinstance(images, ImageDataset):
         labels = images.labels if labels is None else labels
-    x = _model_input(images, mean, std)
+    x = model_input(images, mean, std)
     if x.shape[0] > 32:
         raise ValueError(f"got {x.shape[0]} images; plot at most 32 at a time, e.g. images[:8]")
     rollout = attention_rollout(model, x)                                  # [B, N]
     grid = math.isqrt(rollout.shape[1])
     with eval_mode(model):
-        preds = model(x.to(_model_device(model))).argmax(dim=-1).cpu()
+        preds = model(x.to(model_device(model))).argmax(dim=-1).cpu()
     b = x.shape[0]
     fig, axes = _new_figure(2, b, cell=1.6)
     for i in range(b):
@@ -539,46 +471,6 @@ def plot_attention_rollout(model, images, labels=None, *, mean: float = MNIST_ME
     return _finish(fig)
 
 
-def _patch_distances(grid: int, patch_size: int) -> torch.Tensor:
-    """Distance in pixels between the centres of every pair of patches on a grid x grid layout
-    (row-major, like patchify) -> [N, N]."""
-    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
-    centres = torch.stack([rows.flatten(), cols.flatten()], dim=-1).double() * patch_size  # [N, 2]
-    return torch.cdist(centres, centres)
-
-
-@torch.no_grad()
-def mean_attention_distance(model, images, *, mean: float = MNIST_MEAN, std: float = MNIST_STD,
-                            batch_size: int = 250) -> torch.Tensor:
-    """How far each head looks, in pixels (ViT paper, figure 7 right) -> [depth, heads].
-
-    For each query patch, the attention-weighted distance from its centre to the centres of
-    the key patches; then the mean over query patches and images. It is the attention
-    counterpart of a CNN's receptive field: a head at about 0 looks at its own patch, a large
-    value means it gathers from across the image.
-
-    Only patch tokens count: the [CLS] token (or any prefix token) is dropped from the queries
-    and from the keys, and each query's weights over the patch keys are renormalised to sum to
-    1, since [CLS] has no place in the image. uint8 images are normalised with ``mean``/``std``
-    first; float images are passed as they are. ``images`` may be an ImageDataset; they are run
-    ``batch_size`` at a time.
-    """
-    x = _model_input(images, mean, std)
-    if x.shape[0] == 0:
-        raise ValueError("mean_attention_distance needs at least one image")
-    total, dist = None, None
-    for start in range(0, x.shape[0], batch_size):
-        _, maps, prefix, grid = _attention(model, x[start:start + batch_size], mean, std)
-        if dist is None:
-            dist = _patch_distances(grid, model.patch_size)                     # [N, N] pixels
-        w = maps[..., prefix:, prefix:].double()                                # [B, depth, h, N, N]
-        w = w / w.sum(dim=-1, keepdim=True).clamp_min(1e-30)                    # over patch keys
-        per_query = (w * dist).sum(dim=-1)                                      # [B, depth, h, N]
-        part = per_query.mean(dim=-1).sum(dim=0)                                # [depth, h]
-        total = part if total is None else total + part
-    return (total / x.shape[0]).float()
-
-
 def plot_mean_attention_distance(model, data_or_images, *, mean: float = MNIST_MEAN,
                                  std: float = MNIST_STD) -> Figure:
     """Mean attention distance (:func:`mean_attention_distance`) as in the ViT paper's figure 7
@@ -587,8 +479,8 @@ def plot_mean_attention_distance(model, data_or_images, *, mean: float = MNIST_M
     distances = mean_attention_distance(model, data_or_images, mean=mean, std=std).numpy()  # [depth, h]
     depth, heads = distances.shape
     grid = math.isqrt(model.num_patches)
-    uniform = float(_patch_distances(grid, model.patch_size).mean())
-    n = _model_input(data_or_images, mean, std).shape[0]
+    uniform = float(patch_distances(grid, model.patch_size).mean())
+    n = model_input(data_or_images, mean, std).shape[0]
     fig, ax = plt.subplots(figsize=(max(6.0, 2.6 + 0.8 * depth), 3.8))
     offsets = np.linspace(-0.12, 0.12, heads) if heads > 1 else np.zeros(1)   # heads side by side
     for h in range(heads):

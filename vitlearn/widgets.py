@@ -18,6 +18,7 @@ import torch
 from matplotlib.figure import Figure
 
 from . import viz
+from .attention_maps import model_device
 from .data import ImageDataset
 
 __all__ = ["patch_explorer", "attention_explorer", "PatchExplorer", "AttentionExplorer",
@@ -113,7 +114,7 @@ class AttentionExplorer(widgets.VBox):
         _check_dataset(dataset)
         _check_index(index, dataset)
         self.model, self.dataset = model, dataset
-        maps = model.attention_maps(self._image(index).to(viz._model_device(model)))  # probe once
+        maps = model.attention_maps(self._image(index).to(model_device(model)))  # probe once
         depth, heads = maps.shape[1], maps.shape[2]
         self.index_slider = _digit_slider(dataset, index)
         self.layer_dropdown = widgets.Dropdown(
@@ -138,7 +139,7 @@ class AttentionExplorer(widgets.VBox):
         i = self.index_slider.value
         layer, head = self.layer_dropdown.value, self.head_dropdown.value
         x = self._image(i)
-        proba = self.model.predict_proba(x.to(viz._model_device(self.model)))[0].cpu()
+        proba = self.model.predict_proba(x.to(model_device(self.model)))[0].cpu()
         pred = int(proba.argmax())
         classes = self.dataset.classes
         label = classes[int(self.dataset.labels[i])]
