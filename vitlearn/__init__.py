@@ -7,6 +7,7 @@ The public parts, in the order of the paper's pipeline::
     ClassToken / PositionEmbedding / sin-cos          steps 5-6   vitlearn.tokens
     scaled_dot_product_attention / MultiHeadSelfAttention  step 7   vitlearn.attention
     record_attention (attention maps of any model)
+    attention_rollout / mean_attention_distance (as tensors)    vitlearn.attention_maps
     MLP / EncoderBlock / TransformerEncoder           step 7      vitlearn.encoder
     PostNormBlock / NoResidualBlock (block_fn= variants, notebook 06)
     ClassificationHead / MLPHead (pre-training head)  step 8      vitlearn.head
@@ -14,6 +15,7 @@ The public parts, in the order of the paper's pipeline::
     SmallCNN / data_scale_experiment                  ViT vs a CNN as data grows   vitlearn.baselines
     compare / Variant                                 side-by-side runs (ablations) vitlearn.experiments
     ViT.from_timm / from_pretrained / from_transformers  the real weights      vitlearn.pretrained
+    PAPER_MODELS / paper_vit / count_flops          the paper's Table 1   vitlearn.paper_models
 """
 
 from . import baselines, checks, experiments, pretrained
