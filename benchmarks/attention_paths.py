@@ -16,10 +16,9 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import time
 
 import torch
-from throughput import interleaved_images_per_s, train_step_fn  # benchmarks/ is on sys.path
+from harness import header, interleaved_images_per_s, train_step_fn  # benchmarks/ is on sys.path
 
 import vitlearn
 from vitlearn import MultiHeadSelfAttention
@@ -30,7 +29,7 @@ def train_step(patch_size: int, batch: int, fused: bool):
     model = vitlearn.ViT(patch_size=patch_size)
     for block in model.encoder.blocks:
         block.attn.fused = fused
-    return train_step_fn("vitlearn", model, batch)  # fit's optimizer, as in throughput.py
+    return train_step_fn("vitlearn", model, batch)  # fit's optimizer, as in throughput.py (harness.py)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -40,8 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--steps", type=int, default=3, help="train steps per path per repeat")
     args = ap.parse_args(argv)
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')}  torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; default ViT train step, fit's AdamW")
+    print(f"{header()}\n# default ViT train step, fit's AdamW")
     print(f"# fused=None runs the explicit math for up to "
           f"{MultiHeadSelfAttention.CPU_MATH_MAX_TOKENS} tokens on a CPU")
     print(f"{'patch':>5} {'tokens':>6} {'batch':>5} {'fused img/s (min/med/max)':>27} "

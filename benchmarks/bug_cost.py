@@ -19,7 +19,6 @@ and the functions the training loop does not take from the learner (loss, shift,
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ import vitlearn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import bug_zoo as zoo  # noqa: E402
+from harness import header  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 #: (row label, the ViT keyword that plugs the bug in, the buggy part, fit keywords)
 RUNS = [
@@ -58,10 +58,7 @@ def main() -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     train = vitlearn.load_dataset("mnist")
     test = vitlearn.load_dataset("mnist", train=False)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
-        else platform.processor()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu}")
+    print(header())
     print("1 epoch of full MNIST each: vitlearn.fit(model, epochs=1, progress=False, seed=0)\n")
     print(f"{'#':>2}  {'bug':<46} {'plugged in as':<34} {'test acc':>8} {'vs correct':>10} {'time':>6}")
     baseline = None

@@ -27,7 +27,8 @@ import time
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from time_to_accuracy import center_crop, machine  # benchmarks/ is on sys.path as a script
+from harness import machine  # benchmarks/ is on sys.path as a script
+from time_to_accuracy import center_crop
 from torch import nn
 
 import vitlearn

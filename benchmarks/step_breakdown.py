@@ -28,7 +28,6 @@ Models take short turns (5 steps) in a shuffled order; each figure is a median o
 from __future__ import annotations
 
 import argparse
-import platform
 import random
 import statistics
 import time
@@ -36,7 +35,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from throughput import count_flops, cpu_flags, matmul_peak  # benchmarks/ is on sys.path when run as a script
+from harness import header, matmul_peak, train_step_flops  # benchmarks/ is on sys.path when run as a script
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -171,8 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--per-matmul", action="store_true",
                     help="also time each matmul of the last batch size on its own, grouped by shape")
     args = ap.parse_args(argv)
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}\n# cpu flags: {cpu_flags()}")
+    print(header())
     models = build_models(not args.no_aot_eager)
     peak = matmul_peak()
     print(f"# fp32 matmul peak (torch.mm 2048x2048, best of 5): {peak:.1f} GFLOP/s")
@@ -213,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
         mine = statistics.median(totals["vitlearn"])
         print(f"{'matmuls alone':20s} {'':>39s} {alone:8.3f}   ({len(calls)} matmuls of vitlearn's forward "
               f"and backward: {alone / mine:.0%} of its step)")
-        gflop = count_flops(models["vitlearn"][0], batch, True) / 1e9
+        gflop = train_step_flops(models["vitlearn"][0], batch) / 1e9
         in_step, on_their_own = gflop / mine * 1e3, gflop / alone * 1e3  # GFLOP/s
         print(f"vitlearn's step: {gflop:.3f} GFLOP of matmuls; at the step's pace {in_step:.1f} GFLOP/s "
               f"= {in_step / peak:.0%} of the peak; the same matmuls alone {on_their_own:.1f} GFLOP/s = "

@@ -24,18 +24,22 @@ smaller last block it runs.
 from __future__ import annotations
 
 import argparse
-import platform
 import random
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
+from harness import (  # benchmarks/ is on sys.path when run as a script
+    header,
+    interleaved_images_per_s,
+    matmul_peak,
+    timed,
+    train_step_flops,
+    train_step_fn,
+)
 from torch import nn
 
 import vitlearn
-from vitlearn.training import make_optimizer
 
 
 class AllTokensViT(vitlearn.ViT):
@@ -69,42 +73,6 @@ def build_models(compile_: bool, ablations: bool) -> dict[str, nn.Module]:
     return models
 
 
-def train_step_fn(name: str, model: nn.Module, batch: int) -> Callable[[], None]:
-    if name.startswith("vitlearn") and "torch-AdamW" not in name:
-        opt = make_optimizer(model, lr=1e-3, weight_decay=0.05)  # what vitlearn.fit uses (fused)
-    else:
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, 1, 28, 28, generator=g)
-    y = torch.randint(0, 10, (batch,), generator=g)
-    model.train()
-
-    def step() -> None:
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    return step
-
-
-def interleaved_images_per_s(steps: dict, *, repeats: int, steps_per_turn: int, batch: int,
-                             order: random.Random) -> dict:
-    """images/s of each train step, ``repeats`` times: short turns of ``steps_per_turn`` steps
-    in an order shuffled by ``order`` on every repeat.
-
-    The shared machine drifts between fast and slow phases (+-30% over seconds), so each repeat
-    must give every model the same conditions; ratios are then taken per repeat.
-    """
-    ips: dict = {name: [] for name in steps}
-    for _ in range(repeats):
-        names = list(steps)
-        order.shuffle(names)
-        for name in names:
-            ips[name].append(steps_per_turn * batch / timed(steps[name], steps_per_turn))
-    return ips
-
-
 def infer_fn(model: nn.Module, batch: int) -> Callable[[], None]:
     x = torch.randn(batch, 1, 28, 28, generator=torch.Generator().manual_seed(1))
 
@@ -116,48 +84,8 @@ def infer_fn(model: nn.Module, batch: int) -> Callable[[], None]:
     return run
 
 
-def timed(fn: Callable[[], None], iters: int) -> float:
-    t = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    return time.perf_counter() - t
-
-
-def count_flops(model: nn.Module, batch: int, train: bool) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    x = torch.randn(batch, 1, 28, 28)
-    with FlopCounterMode(display=False) as fc:
-        if train:
-            F.cross_entropy(model(x), torch.zeros(batch, dtype=torch.long)).backward()
-        else:
-            with torch.no_grad():
-                model(x)
-    model.zero_grad(set_to_none=True)
-    return fc.get_total_flops()
-
-
-def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    best = min(timed(lambda: torch.mm(a, b), 3) / 3 for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
-
-
 def stats(xs: list[float]) -> str:
     return f"{min(xs):9.0f} {statistics.median(xs):9.0f} {max(xs):9.0f}"
-
-
-def cpu_flags() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return " ".join(sorted(f for f in line.split(":", 1)[1].split()
-                                           if f.startswith(("avx", "fma", "amx"))))
-    except OSError:
-        pass
-    return "n/a"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -174,8 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}\n# cpu flags: {cpu_flags()}")
+    print(header())
     torch.manual_seed(0)
     models = build_models(args.compile, not args.no_ablations)
     for name, m in models.items():
@@ -211,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'model':22s} {'min':>9s} {'median':>9s} {'max':>9s} {'GFLOP/s':>8s} {'% peak':>7s} "
           f"{'ratio':>6s}  (ratio: median over repeats of images/s / vit-pytorch's)")
     for name in models:
-        flops = count_flops(models[name] if "compile" not in name else models["vitlearn"], args.batch, True)
+        flops = train_step_flops(models[name] if "compile" not in name else models["vitlearn"], args.batch)
         med = statistics.median(train_ips[name])
         gflops = flops / args.batch * med / 1e9
         ratio = (statistics.median(a / b for a, b in zip(train_ips[name], train_ips[ref])) if ref

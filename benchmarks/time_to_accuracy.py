@@ -19,11 +19,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import platform
 import time
 from dataclasses import replace
 
 import torch
+from harness import machine  # benchmarks/ is on sys.path when run as a script
 
 import vitlearn
 from vitlearn.data import load_dataset, train_val_split
@@ -58,21 +58,6 @@ RECIPES["speedrun-adamw"] = (dict(patch_size=14, embed_dim=128),
 # the lessons' 3-epoch run with Muon: does it teach with a better model in the same time?
 RECIPES["default-muon"] = ({}, dict(RECIPES["default"][1], optimizer="muon"), {})
 RECIPES["p7-long"] = RECIPES["best"]  # its name during the search
-
-
-def machine() -> str:
-    flags = set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
-    simd = " ".join(sorted(f for f in flags if f.startswith(("avx", "fma", "amx"))))
-    return (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-            f"torch {torch.__version__}, flags: {simd or 'n/a'}")
 
 
 def center_crop(data, size: int):
