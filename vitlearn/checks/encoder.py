@@ -3,11 +3,12 @@
 # ruff: noqa: B023  (each mutant lambda is evaluated in the loop iteration that creates it)
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attention import record_attention
 from ..encoder import MLP, EncoderBlock
 from ._harness import (
     CheckFailed,
@@ -99,8 +100,37 @@ def check_mlp(cls) -> None:
                 shape_hint=f"the MLP maps [B, N, D] -> [B, N, D] = [{b}, {n}, {d}] (fc1: D -> hidden, fc2: "
                            "hidden -> D)")
         _check_grads(mine, ours, names, lambda: mine(x), lambda: ours(x), what)
+    _check_dropout(cls, "MLP", dict(embed_dim=16, hidden_dim=32),
+                   lambda p: MLP(embed_dim=16, hidden_dim=32, dropout=p), _randn(4, 9, 16, seed=119),
+                   "after the GELU and after fc2 (ours: nn.Dropout(dropout) at both places)", by_order=True)
     _ok("check_mlp", "equal to vitlearn.MLP (Linear -> GELU -> Linear) with copied weights on "
-                     f"{len(configs)} sizes, gradients reach every parameter")
+                     f"{len(configs)} sizes, gradients reach every parameter; dropout acts in train mode "
+                     "only")
+
+
+def _check_dropout(cls, role: str, sizes: dict, build_ours, x, where: str, *, by_order: bool = False) -> None:
+    """Built with dropout=0.5, the part must drop in train mode (the same output as ours with the
+    same seed is not required, only that it differs from eval mode) and not in eval mode."""
+    args = ", ".join(f"{k}={v}" for k, v in sizes.items())
+    what = f"{getattr(cls, '__name__', 'cls')}({args}, dropout=0.5)"
+    mine, ours = _build(cls, what, **sizes, dropout=0.5), build_ours(0.5)
+    _load(mine, ours, what, by_order=by_order)
+    on = f"x {_shape(x)}"
+    ours.eval()
+    mine.eval()
+    got_eval = _call(f"{what}.forward in eval mode", mine, x)
+    if isinstance(got_eval, torch.Tensor) and not torch.allclose(got_eval, ours(x), rtol=1e-4, atol=1e-5):
+        raise CheckFailed(f"{what}: in eval mode the output differs from ours ({on}): dropout must switch "
+                          "off in model.eval(); use nn.Dropout (it does), or F.dropout(x, p, "
+                          "training=self.training)")
+    mine.train()
+    got_train = _call(f"{what}.forward in train mode", mine, x)
+    if isinstance(got_train, torch.Tensor) and torch.equal(got_train, got_eval):
+        raise CheckFailed(f"{what}: dropout is never applied ({on}): built with dropout=0.5, its output in "
+                          "train "
+                          f"mode equals its output in eval mode. Use the dropout argument: "
+                          "nn.Dropout(dropout) "
+                          f"{where}")
 
 
 def _ln_tokens(x, ln):
@@ -137,6 +167,24 @@ _BLOCK_MUTANTS = [
     (lambda b, x: (y := x + b.attn(x)) + b.mlp(y),
      "the LayerNorms are skipped: x = x + attn(norm1(x)); x = x + mlp(norm2(x))"),
 ]
+
+
+@contextlib.contextmanager
+def _recording(attn: nn.Module):
+    """Record the weights of every call of ``attn`` while giving each caller what it asked for: a
+    block that calls self.attn(x, need_weights=True) itself still gets (out, weights)."""
+    maps, forward = [], attn.forward
+
+    def recording_forward(*args, need_weights=False, **kwargs):
+        out, weights = forward(*args, need_weights=True, **kwargs)
+        maps.append(weights.detach())
+        return (out, weights) if need_weights else out
+
+    attn.forward = recording_forward
+    try:
+        yield maps
+    finally:
+        del attn.forward
 
 
 @_check
@@ -178,11 +226,11 @@ def check_encoder_block(cls) -> None:
         _expect(got, layer(x).detach(), what="the block output", on=on,
                 ref="nn.TransformerEncoderLayer(norm_first=True, activation='gelu')")
         if isinstance(getattr(mine, "attn", None), nn.Module):
-            with record_attention(ours) as ref_maps:
+            with _recording(ours.attn) as ref_maps:
                 ours(x)
 
             def run_recorded():
-                with record_attention(mine) as maps:
+                with _recording(mine.attn) as maps:
                     mine(x)
                 return maps
 
@@ -220,6 +268,12 @@ def check_block_params(fn) -> None:
             (want - 2 * d * d - 2 * d, "q, k and v need three D x D matrices (qkv is D -> 3D), not one"),
             (want - d * d - d, "the output projection proj (D x D + D) is missing"),
             (want - hdim * d - d, "fc2 (H x D + D) is missing"),
-        ])
+            (want + 2 * d * (4 * d - hdim) + 4 * d - hdim,
+             "the MLP's hidden width is 4D whatever mlp_ratio is: H = int(D * mlp_ratio)"),
+        ], terms={"the weight of qkv (D x 3D)": 3 * d * d, "the bias of qkv (3D)": 3 * d,
+                  "the weight of proj (D x D)": d * d, "the bias of proj (D)": d,
+                  "the weight of fc1 (D x H)": d * hdim, "the bias of fc1 (H)": hdim,
+                  "the weight of fc2 (H x D)": hdim * d, "the bias of fc2 (D)": d,
+                  "the LayerNorm pair (a gain and a bias each, 4D)": 4 * d, "one LayerNorm (2D)": 2 * d})
     _ok("check_block_params", f"matches the parameter count of vitlearn.EncoderBlock for {len(configs)} "
                               "sizes, up to ViT-Base (D=768)")

@@ -56,7 +56,31 @@ def _loss_cases():
     g = torch.Generator().manual_seed(170)
     base = [(torch.randn(32, 10, generator=g) * 3, torch.randint(0, 10, (32,), generator=g)),
             (torch.randn(5, 3, generator=g, dtype=torch.float64), torch.randint(0, 3, (5,), generator=g))]
-    return base + [(base[0][0] * 1000, base[0][1])]
+    lacking = (torch.randn(8, 10, generator=g), torch.randint(0, 9, (8,), generator=g))  # no label is 9
+    return base + [(base[0][0] * 1000, base[0][1]), lacking]
+
+
+def _on(logits, labels, extra=""):
+    big = logits.abs().max() > 100
+    lacks = int(labels.max()) < logits.shape[-1] - 1
+    return (f"logits {_shape(logits)}" + (" (large values, x1000)" if big else "") + f", labels "
+                                                                                     f"{_shape(labels)}"
+            + (f" (no label is {logits.shape[-1] - 1}, the last class)" if lacks else "") + extra)
+
+
+def _loss_call(what, fn, logits, labels, *args):
+    """Call a loss; an error on a batch that lacks the last class (after the batches that have every
+    class worked) comes from sizing something by the labels instead of the logits."""
+    try:
+        return _call(what, fn, logits, labels, *args)
+    except CheckFailed as err:
+        if int(labels.max()) < logits.shape[-1] - 1 and not isinstance(err.__cause__, CheckFailed):
+            raise CheckFailed(f"{what} fails on a batch in which no label is {logits.shape[-1] - 1} (the "
+                              "last "
+                              "class), after working on batches that have every class: something is sized by "
+                              "the labels instead of the logits. F.one_hot(labels) makes labels.max() + 1 "
+                              "columns; pass num_classes=logits.shape[-1]. (" + str(err) + ")") from err
+        raise
 
 
 def _check_scalar(got, what, on):
@@ -72,10 +96,8 @@ def _check_scalar(got, what, on):
 def check_cross_entropy(fn) -> None:
     """fn(logits [B, K], labels [B]) -> the mean cross-entropy, exact even for huge logits."""
     for logits, labels in _loss_cases():
-        big = logits.abs().max() > 100
-        on = (f"logits {_shape(logits)}" + (" (large values, x1000)" if big else "")
-              + f", labels {_shape(labels)}")
-        got = _call("cross_entropy", fn, logits, labels)
+        on = _on(logits, labels)
+        got = _loss_call("cross_entropy", fn, logits, labels)
         _check_scalar(got, "the loss", on)
         idx = torch.arange(len(labels))
         lp = logits.log_softmax(-1)
@@ -101,10 +123,8 @@ def check_smoothed_cross_entropy(fn) -> None:
     cases = [(lg, lb, eps) for lg, lb in _loss_cases() for eps in (0.1, 0.3)]
     cases.append((_loss_cases()[0][0], _loss_cases()[0][1], 0.0))
     for logits, labels, eps in cases:
-        big = logits.abs().max() > 100
-        on = (f"logits {_shape(logits)}" + (" (large values, x1000)" if big else "")
-              + f", labels {_shape(labels)}, eps={eps}")
-        got = _call("smoothed_cross_entropy", fn, logits, labels, eps)
+        on = _on(logits, labels, f", eps={eps}")
+        got = _loss_call("smoothed_cross_entropy", fn, logits, labels, eps)
         _check_scalar(got, "the loss", on)
         k = logits.shape[-1]
         idx = torch.arange(len(labels))
@@ -124,7 +144,23 @@ def check_smoothed_cross_entropy(fn) -> None:
                    (lambda: ((1 - eps) * -torch.log(logits.softmax(-1))[idx, labels]
                              - eps * torch.log(logits.softmax(-1)).mean(-1)).mean(),
                     "the log-probabilities come from log(softmax(logits)), which gives -inf for large "
-                    "logits: use F.log_softmax")]
+                    "logits: use F.log_softmax"),
+                   (lambda: (nll - eps * lp.mean(-1)).mean(),
+                    "the true class keeps its full weight: scale it by (1 - eps), (1 - eps) * nll + eps * "
+                    "mean(-log p)"),
+                   (lambda: ((1 - eps) * nll + eps * lp.mean(-1)).mean(),
+                    "the uniform term has the wrong sign: it is + eps * mean(-log p) over the classes, a "
+                    "cross-entropy too, so it adds to the loss"),
+                   (lambda: (eps * nll - (1 - eps) * lp.mean(-1)).mean(),
+                    "eps and 1 - eps are swapped: the true class gets 1 - eps, the uniform part eps"),
+                   (lambda: ((1 - eps) * nll - eps * logits.mean(-1)).mean(),
+                    "the uniform term averages the raw logits; average the log-probabilities: eps * "
+                    "mean(-F.log_softmax(logits, dim=-1))"),
+                   (lambda: -(((1 - eps) * onehot + eps / k * (1 - onehot)) * lp).sum(-1).mean(),
+                    "the true class gets 1 - eps only; in label smoothing the true class gets eps/K too, "
+                    "(1 - eps) + eps/K, so the target sums to 1"),
+                   (lambda: -lp[idx, labels].sum() * (1 - eps) + eps * -lp.mean(-1).sum(),
+                    "this is the sum over the batch; take the mean")]
         _expect(got, F.cross_entropy(logits, labels, label_smoothing=eps), what="the smoothed loss", on=on,
                 ref="F.cross_entropy(label_smoothing=eps)", mutants=mutants)
     _ok("check_smoothed_cross_entropy", f"equal to F.cross_entropy(label_smoothing=eps) on {len(cases)} "

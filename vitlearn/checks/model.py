@@ -102,6 +102,9 @@ def check_vit_params(fn) -> None:
             (want - d * k - k, "the classifier fc (D x K + K) is missing"),
             (want - cfg["patch_size"] ** 2 * cfg["in_chans"] * d - d, "the patch embedding (P*P*C x D + D) "
                                                                       "is missing"),
-        ])
+        ], terms={"the patch embedding (P*P*C x D + D)": cfg["patch_size"] ** 2 * cfg["in_chans"] * d + d,
+                  "the [CLS] token (D)": d, "the position table ((1 + N) x D)": (n + 1) * d,
+                  "one encoder block": block, "the blocks' biases": depth * (3 * d + d + hdim + d),
+                  "the head's LayerNorm (2D)": 2 * d, "the classifier (D x K + K)": d * k + k})
     _ok("check_vit_params", f"matches vitlearn.ViT counted on the meta device for {len(configs)} "
                             "configurations, up to ViT-B/16 at 224 px with 1000 classes (86.6M)")

@@ -36,6 +36,12 @@ _PATCH_MUTANTS = [
      "c)"),
     ("b c (h p1) (w p2) -> b (h w) (c p2 p1)",
      "pixels inside a patch are ordered (c p2 p1); the paper's flattening is (p1 p2 c)"),
+    ("b c (p1 h) (w p2) -> b (h w) (p1 p2 c)",
+     "the rows were split as (p1 h), not (h p1): each \"patch\" takes every (H/P)-th row, a strided grid "
+     "spread over the whole image, not a P x P square: split H as (h p1)"),
+    ("b c (p1 h) (p2 w) -> b (h w) (p1 p2 c)",
+     "H and W were split as (p1 h) and (p2 w), not (h p1) and (w p2): each \"patch\" takes every (H/P)-th "
+     "pixel, a strided grid spread over the whole image, not a P x P square"),
 ]
 
 
@@ -80,7 +86,10 @@ def check_patchify(fn) -> None:
 @_check
 def check_unpatchify(fn) -> None:
     """fn(patches [B, N, P*P*C], patch_size, img_size, in_chans) -> images [B, C, H, W]."""
-    cases = [(x, p) for x, p in _patch_inputs() if x.shape[-1] == x.shape[-2]]
+    # several channels first: with one channel some wrong orders coincide, and the first failing input
+    # is the one whose mutant names the mistake
+    cases = sorted([(x, p) for x, p in _patch_inputs() if x.shape[-1] == x.shape[-2]],
+                   key=lambda c: -c[0].shape[1])
     for images, p in cases:
         b, c, s, _ = images.shape
         g = s // p
@@ -156,7 +165,8 @@ def check_patch_embed_params(fn) -> None:
             (p * c * d + d, "a patch has P*P pixels, not P: the weight is P*P*C x D"),
             (p * p * c * d + p * p * c, "the bias has one entry per OUTPUT dimension: D, not P*P*C"),
             (((28 // p) ** 2) * (p * p * c * d + d),
-             "the layer is shared by all patches: count its weights once, not once per patch")])
+             "the layer is shared by all patches: count its weights once, not once per patch")],
+            terms={"the weight (P*P*C x D)": p * p * c * d, "the bias (D)": d})
     _ok("check_patch_embed_params", f"matches the parameter count of real layers for {len(configs)} settings "
                                     "(P, C, D), up to ViT-Base/16 on RGB")
 
@@ -172,10 +182,12 @@ def check_token_count(num_tokens, patch_embed_params, *, patch_size: int) -> Non
         (g * g, "the [CLS] token is missing: the encoder gets N patch tokens plus one [CLS]"),
         (g + 1, "a 28x28 image has 28 // P patches per side, so (28 // P)**2 patches (plus [CLS])"),
         (g, "that is the number of patches per side; square it and add one for [CLS]"),
-        (g * g + 2, "there is exactly one [CLS] token")])
+        (g * g + 2, "there is exactly one [CLS] token")],
+               terms={"the [CLS] token (1)": 1, "the patches ((28 // P)**2)": g * g})
     _check_int("patch_embed_params", patch_embed_params, true_params, on=f"patch_size={patch_size}",
                mutants=[(patch_size * patch_size * 64, "the bias is missing: nn.Linear(P*P*C, D) has D "
                                                        "biases"),
-                        (g * g * true_params, "the layer is shared by all patches: count it once")])
+                        (g * g * true_params, "the layer is shared by all patches: count it once")],
+               terms={"the weight (P*P*C x D)": patch_size * patch_size * 64, "the bias (D)": 64})
     _ok("check_token_count", f"{true_tokens} tokens and {true_params:,} patch-embedding parameters, as "
                              f"measured on vitlearn.ViT(patch_size={patch_size})")

@@ -143,6 +143,10 @@ def check_sincos_2d(fn) -> None:
                    (lambda: want[:, prefix:],
                     "the prefix rows are missing: put num_prefix_tokens rows of zeros first")]
         _expect(got, want, what="the sin-cos table", on=on, mutants=mutants,
+                axes=["batch", "tokens", "features"],
+                dtype_hint="the table is added to the model's float32 tokens, and a float64 table would "
+                           "promote them all to float64: build it in float32 (torch.arange(..., "
+                           "dtype=torch.float32)) or return table.float()",
                 shape_hint=f"[1, prefix + grid*grid, D] = [1, {prefix + g * g}, {d}]")
     got = _call("sincos_2d", fn, 4, 32, 1, 100.0)
     _expect(got, sincos_2d_position_embedding(4, 32, num_prefix_tokens=1, temperature=100.0),
@@ -178,7 +182,27 @@ def check_resample(fn) -> None:
                     "the grid was unflattened column by column; it is row-major: '1 (h w) d -> 1 d h w'"),
                    (lambda: interp()[:, prefix:],
                     "the prefix ([CLS]) rows are dropped: split them off, interpolate the grid, put them "
-                    "back in front unchanged")]
+                    "back in front unchanged"),
+                   (lambda: interp(img=pos[:, prefix:].reshape(1, -1, old, old)),
+                    "the [1, g*g, D] grid was reshaped to [1, D, g, g] without a permute, so rows of "
+                    "positions "
+                    "and features are mixed before interpolating: rearrange(grid, '1 (h w) d -> 1 d h w') "
+                    "(a permute, then the reshape)"),
+                   (lambda: torch.cat([pos[:, :prefix], interp()[:, prefix:].reshape(1, new, new, -1)
+                                       .permute(0, 3, 1, 2).reshape(1, new * new, -1)], dim=1),
+                    "the interpolated [1, D, g', g'] was flattened back without a permute (reshape to [1, "
+                    "g'*g', "
+                    "D] mixes features and positions): rearrange(img, '1 d h w -> 1 (h w) d')"),
+                   (lambda: torch.cat([interp()[:, prefix:], pos[:, :prefix]], dim=1),
+                    "the prefix ([CLS]) rows are put back after the grid; they go in front: "
+                    "torch.cat([prefix, "
+                    "grid], dim=1)"),
+                   (lambda: torch.cat([pos[:, :prefix], rearrange(F.interpolate(
+                       grid, size=(new, new), mode="bicubic", align_corners=False, antialias=True),
+                       "1 d h w -> 1 (h w) d")], dim=1),
+                    "antialias=True blurs the grid when it shrinks; ours (and timm's) interpolates without "
+                    "it "
+                    "(antialias=False, the default)")]
         _expect(got, want, what="the resampled positions", on=on, mutants=mutants,
                 shape_hint=f"[1, prefix + new*new, D] = [1, {prefix + new * new}, 64]: keep the prefix rows")
         if prefix and not torch.equal(got[:, :prefix], pos[:, :prefix]):

@@ -103,6 +103,7 @@ def check_random_shift(fn) -> None:
         raise CheckFailed("two calls with generators seeded alike gave different shifts: draw the random "
                           "offsets with that generator, torch.randint(..., generator=generator), so that "
                           "runs repeat")
+    _check_shift_convention(found, s, len(images), on)
     same = _call("random_shift", fn, images[:4], 0)
     _expect(same, images[:4], what="the output for max_shift=0", on=f"images {_shape(images[:4])}, "
                                                                     "max_shift=0",
@@ -110,7 +111,45 @@ def check_random_shift(fn) -> None:
     _call("random_shift", fn, images[:4], 1)
     _ok("check_random_shift", f"each of 400 images is moved by its own (dy, dx) in [-{s}, {s}] with a "
                               f"background-filled border, all {len(pairs)} shifts occur, the generator makes "
-                              "it repeatable")
+                              "it repeatable, and the shifts are vitlearn.data.random_shift's for the same "
+                              "generator")
+
+
+_CONVENTION = ("vitlearn.data.random_shift's convention, which the next cell compares against with the same "
+               "generator: offsets = torch.randint(0, 2 * s + 1, (2, B), generator=generator) in one call, "
+               "row 0 "
+               "for the rows and row 1 for the columns, and image i is the window canvas[:, oy:oy + H, "
+               "ox:ox + W] "
+               "of its padded canvas (an offset of s is no shift)")
+
+
+def _check_shift_convention(found: torch.Tensor, s: int, b: int, on: str) -> None:
+    """The shifts are valid; they must also be the ones vitlearn.data.random_shift draws from a
+    generator seeded 0, so that the notebook can compare the two image for image."""
+    g = torch.Generator().manual_seed(0)
+    ours = torch.randint(0, 2 * s + 1, (2, b), generator=g).T - s  # [B, 2] (dy, dx)
+    if torch.equal(found, ours):
+        return
+    g = torch.Generator().manual_seed(0)
+    b2 = torch.randint(0, 2 * s + 1, (b, 2), generator=g) - s
+    g = torch.Generator().manual_seed(0)
+    two = torch.stack([torch.randint(0, 2 * s + 1, (b,), generator=g) for _ in range(2)], dim=1) - s
+    known = [(ours.flip(1), "dy and dx are swapped: the first row of the offsets moves the rows (dy), the "
+                            "second "
+                            "the columns (dx)"),
+             (-ours, "every image moves in the opposite direction: the offset picks the window's corner in "
+                     "the padded canvas (out[r, c] = canvas[r + oy, c + ox]); it does not move the image by "
+                     "it"),
+             (b2, "the offsets were drawn as a [B, 2] tensor; draw them as [2, B], one row for dy and one "
+                  "for dx"),
+             (two, "dy and dx were drawn in two calls; draw both in one, torch.randint(0, 2 * s + 1, (2, B), "
+                   "generator=generator)")]
+    for shifts, message in known:
+        if torch.equal(found, shifts):
+            raise CheckFailed(f"the shifts are valid, but {message} ({on}). The course pins {_CONVENTION}")
+    raise CheckFailed(f"the shifts are valid random shifts, but not the ones vitlearn.data.random_shift "
+                      "draws "
+                      f"from the same generator ({on}). The course pins {_CONVENTION}")
 
 
 def _schedule_mutants(total, warmup, min_f):
@@ -203,6 +242,12 @@ def check_weight_decay_groups(model: nn.Module, decay, no_decay) -> None:
     names = {id(p): n for n, p in model.named_parameters()}
     groups = {}
     for label, group in (("decay", decay), ("no_decay", no_decay)):
+        if iter(group) is group if hasattr(group, "__iter__") else False:
+            raise CheckFailed(f"{label} is a {type(group).__name__}, a one-shot iterator: whoever reads it "
+                              "first "
+                              "(this check, or AdamW when it builds its groups) empties it, and the second "
+                              "finds no parameters. Make it a list: list(filter(...)) or [p for n, p in "
+                              "model.named_parameters() if ...]")
         try:
             items = list(group)
         except TypeError as err:
