@@ -121,7 +121,7 @@ def _learner_frame(err: BaseException):
     while tb is not None:
         path = str(Path(tb.tb_frame.f_code.co_filename).resolve()) \
             if not tb.tb_frame.f_code.co_filename.startswith("<") else tb.tb_frame.f_code.co_filename
-        if not path.startswith(_NOT_LEARNER):
+        if not path.startswith(_NOT_LEARNER) and "-packages" not in path:  # not an installed library
             found = (tb.tb_frame, tb.tb_lineno)
         tb = tb.tb_next
     return found

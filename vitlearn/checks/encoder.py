@@ -234,9 +234,8 @@ def check_encoder_block(cls) -> None:
                     mine(x)
                 return maps
 
-            maps = _call(f"{what}(x) under vitlearn.record_attention (it calls self.attn(..., "
-                         "need_weights=True))",
-                         run_recorded)
+            maps = _call(f"{what}(x) while its attention weights are recorded (the check calls "
+                         "self.attn's forward with need_weights=True)", run_recorded)
             if len(maps) != 1:
                 raise CheckFailed(f"{what}: self.attn ran {len(maps)} times in one forward pass; a block "
                                   "attends once: x = x + self.attn(self.norm1(x))")
