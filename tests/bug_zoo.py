@@ -972,3 +972,44 @@ def vit_params_blocks_once(*, img_size, patch_size, in_chans, num_classes, embed
     return vit_params_no_cls_position(img_size=img_size, patch_size=patch_size, in_chans=in_chans,
                                       num_classes=num_classes, embed_dim=embed_dim, depth=1,
                                       mlp_ratio=mlp_ratio) + embed_dim
+
+
+# -- how many of the zoo's messages name their mistake ----------------------------------------
+
+def _count() -> None:
+    """Run every entry of tests/test_checks.py's ZOO through its check and count the messages that
+    contain the expected words, the wrong parts that pass, and the generic messages. With
+    PYTHONPATH pointing at an older vitlearn (e.g. `git archive <commit> vitlearn | tar -x -C
+    /tmp/old`), the same zoo measures the older checks."""
+    import contextlib
+    import io
+    import re
+
+    import test_checks as t
+
+    from vitlearn.checks import CheckFailed
+
+    first_new = [b.__name__ for b, _, _ in t.ZOO].index("patchify_strided")
+    for label, entries in (("first zoo", t.ZOO[:first_new]), ("second round", t.ZOO[first_new:]),
+                           ("all", t.ZOO)):
+        named = passed = generic = 0
+        for bug, check, words in entries:
+            run = check(bug) if check in (t._groups, t._numbers) else (lambda: check(bug))  # noqa: B023
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    run()
+                passed += 1
+                continue
+            except CheckFailed as err:
+                msg = str(err)
+            named += words in msg
+            generic_words = (r"look at the order of the operations|off by [+-][\d,]+$|"
+                             r"failed with \w+: [^\n]*\(called")
+            generic += words not in msg and bool(re.search(generic_words, msg))
+        print(f"{label}: {named} of {len(entries)} messages name the mistake, {passed} wrong parts pass, "
+              f"{generic} generic, {len(entries) - named - passed - generic} other (checks from "
+              f"{vitlearn.checks.__file__})")
+
+
+if __name__ == "__main__":
+    _count()
