@@ -419,6 +419,13 @@ def test_a_wrong_value_of_the_right_shape_is_described_how_it_differs():
 
     with pytest.raises(CheckFailed, match=r"every value is ours \+0.01: the same constant"):
         checks.check_attention(shifted)
+
+    def output_times_sqrt_d(q, k, v):
+        out, w = attention_einsum(q, k, v)
+        return out * math.sqrt(q.shape[-1]), w
+
+    with pytest.raises(CheckFailed, match=r"every value is 2.828 times ours: it is sqrt\(d\) too large"):
+        checks.check_attention(output_times_sqrt_d)
     with pytest.raises(CheckFailed, match=r"along queries \(tokens\), rolled by 1"):
         checks.check_attention(tokens_rolled)
 
