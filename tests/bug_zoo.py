@@ -494,3 +494,522 @@ def vit_params_no_cls_position(*, img_size, patch_size, in_chans, num_classes, e
     block = 4 * D + (3 * D * D + 3 * D) + (D * D + D) + (D * H + H) + (H * D + D)
     embed = patch_size ** 2 * in_chans * D + D
     return embed + D + N * D + depth * block + 2 * D + D * num_classes + num_classes
+
+
+# == more mistakes, one per entry (issue 20): what the first zoo's checks let through or only
+# == called generic. Same layout, step by step. =============================================
+
+# -- steps 2-4: patches ---------------------------------------------------------------------
+
+def patchify_strided(images, patch_size):
+    """(p1 h) instead of (h p1): each "patch" takes every (H/P)-th pixel, a strided grid, not a square."""
+    return rearrange(images, "b c (p1 h) (p2 w) -> b (h w) (p1 p2 c)", p1=patch_size, p2=patch_size)
+
+
+def unpatchify_reshape_only(patches, patch_size, img_size, in_chans):
+    """Reshapes the patches straight back to [B, C, H, W] without undoing the permute."""
+    return patches.reshape(patches.shape[0], in_chans, img_size, img_size)
+
+
+def patch_embed_params_no_channels(patch_size, in_chans, embed_dim):
+    """Forgets the channels: counts a P*P x D weight, as if every image were grey."""
+    return patch_size * patch_size * embed_dim + embed_dim
+
+
+def patch_embed_params_bias_doubled(patch_size, in_chans, embed_dim):
+    """Counts the bias twice (once with the weight, once again on its own)."""
+    return patch_size * patch_size * in_chans * embed_dim + 2 * embed_dim
+
+
+# -- steps 5-6: [CLS], pooling, positions ---------------------------------------------------
+
+class ClassTokenAddedToEveryToken(ClassTokenAppended):
+    """Adds the [CLS] vector to every patch token instead of putting one more token in front."""
+
+    def forward(self, x):
+        return x + self.token
+
+
+class ClassTokenNotExpanded(ClassTokenAppended):
+    """Concatenates the [1, 1, D] token without expanding it to the batch: fails for B > 1."""
+
+    def forward(self, x):
+        return torch.cat([self.token, x], dim=1)
+
+
+def pool_sum(tokens, pool):
+    """Sums the tokens for pool='mean' instead of averaging them."""
+    return tokens[:, 0] if pool == "cls" else tokens.sum(dim=1)
+
+
+class PositionEmbeddingInPlace(nn.Module):
+    """x += self.pos: adds the positions into the caller's tensor, in place."""
+
+    def __init__(self, *, num_patches, embed_dim, num_prefix_tokens=1):
+        super().__init__()
+        self.pos = nn.Parameter(torch.randn(1, num_prefix_tokens + num_patches, embed_dim) * 0.02)
+
+    def forward(self, x):
+        x += self.pos
+        return x
+
+
+class PositionEmbeddingMultiplied(PositionEmbeddingInPlace):
+    """Multiplies the tokens by the positions instead of adding them."""
+
+    def forward(self, x):
+        return x * self.pos
+
+
+def _sincos(grid_size, embed_dim, num_prefix_tokens, temperature, *, dtype=torch.float32, div=4):
+    rows, cols = torch.meshgrid(torch.arange(grid_size, dtype=dtype), torch.arange(grid_size, dtype=dtype),
+                                indexing="ij")
+    omega = 1.0 / temperature ** (torch.arange(embed_dim // 4, dtype=dtype) / (embed_dim // div))
+    r, c = rows.flatten()[:, None] * omega, cols.flatten()[:, None] * omega
+    pe = torch.cat([c.sin(), c.cos(), r.sin(), r.cos()], dim=1)
+    return torch.cat([torch.zeros(num_prefix_tokens, embed_dim, dtype=dtype), pe])[None]
+
+
+def sincos_float64(grid_size, embed_dim, num_prefix_tokens=0, temperature=10000.0):
+    """Builds the table in float64 (torch.arange of a float64 grid): the model's tokens are float32."""
+    return _sincos(grid_size, embed_dim, num_prefix_tokens, temperature, dtype=torch.float64)
+
+
+def sincos_frequencies_over_half(grid_size, embed_dim, num_prefix_tokens=0, temperature=10000.0):
+    """Spaces the D/4 frequencies over D/2 (k / (D/2)): the slowest one is far too fast."""
+    return _sincos(grid_size, embed_dim, num_prefix_tokens, temperature, div=2)
+
+
+def _resample_parts(pos, new_grid_size, num_prefix_tokens):
+    prefix, grid = pos[:, :num_prefix_tokens], pos[:, num_prefix_tokens:]
+    return prefix, grid, math.isqrt(grid.shape[1]), (new_grid_size, new_grid_size)
+
+
+def resample_reshape_no_permute(pos, new_grid_size, num_prefix_tokens=1):
+    """Reshapes the [1, g*g, D] grid straight to [1, D, g, g] without a permute: rows and features mix."""
+    prefix, grid, g, size = _resample_parts(pos, new_grid_size, num_prefix_tokens)
+    img = F.interpolate(grid.reshape(1, -1, g, g), size=size, mode="bicubic", align_corners=False)
+    return torch.cat([prefix, rearrange(img, "1 d h w -> 1 (h w) d")], dim=1)
+
+
+def resample_flatten_no_permute(pos, new_grid_size, num_prefix_tokens=1):
+    """Flattens the interpolated [1, D, g', g'] straight to [1, g'*g', D] without a permute."""
+    prefix, grid, g, size = _resample_parts(pos, new_grid_size, num_prefix_tokens)
+    img = F.interpolate(rearrange(grid, "1 (h w) d -> 1 d h w", h=g), size=size, mode="bicubic",
+                        align_corners=False)
+    return torch.cat([prefix, img.reshape(1, -1, pos.shape[-1])], dim=1)
+
+
+def resample_align_corners(pos, new_grid_size, num_prefix_tokens=1):
+    """align_corners=True: the grid's corners are pinned, the scale between them changes."""
+    prefix, grid, g, size = _resample_parts(pos, new_grid_size, num_prefix_tokens)
+    img = F.interpolate(rearrange(grid, "1 (h w) d -> 1 d h w", h=g), size=size, mode="bicubic",
+                        align_corners=True)
+    return torch.cat([prefix, rearrange(img, "1 d h w -> 1 (h w) d")], dim=1)
+
+
+def resample_prefix_at_end(pos, new_grid_size, num_prefix_tokens=1):
+    """Puts the [CLS] row back after the grid instead of in front of it."""
+    prefix, grid, g, size = _resample_parts(pos, new_grid_size, num_prefix_tokens)
+    img = F.interpolate(rearrange(grid, "1 (h w) d -> 1 d h w", h=g), size=size, mode="bicubic",
+                        align_corners=False)
+    return torch.cat([rearrange(img, "1 d h w -> 1 (h w) d"), prefix], dim=1)
+
+
+def resample_antialias(pos, new_grid_size, num_prefix_tokens=1):
+    """antialias=True: when the grid shrinks it blurs, which the reference (timm's) does not."""
+    prefix, grid, g, size = _resample_parts(pos, new_grid_size, num_prefix_tokens)
+    img = F.interpolate(rearrange(grid, "1 (h w) d -> 1 d h w", h=g), size=size, mode="bicubic",
+                        align_corners=False, antialias=True)
+    return torch.cat([prefix, rearrange(img, "1 d h w -> 1 (h w) d")], dim=1)
+
+
+# -- step 7a: attention ---------------------------------------------------------------------
+
+def _softmax_naive(s):
+    e = s.exp()
+    return e / e.sum(dim=-1, keepdim=True)
+
+
+def attention_naive_softmax(q, k, v):
+    """Softmax as exp(s) / exp(s).sum(): overflows to inf / inf = nan at large scores."""
+    w = _softmax_naive(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]))
+    return w @ v, w
+
+
+def attention_scaled_after_softmax(q, k, v):
+    """Divides the weights by sqrt(d) after the softmax instead of the scores before it."""
+    w = (q @ k.transpose(-2, -1)).softmax(dim=-1) / math.sqrt(q.shape[-1])
+    return w @ v, w
+
+
+def attention_qk_swapped(q, k, v):
+    """k @ q.T instead of q @ k.T: the weights come out transposed."""
+    w = (k @ q.transpose(-2, -1) / math.sqrt(q.shape[-1])).softmax(dim=-1)
+    return w @ v, w
+
+
+def causal_attention_naive_softmax(q, k, v):
+    """A correct mask, but the softmax as exp(s) / exp(s).sum(): nan at large scores."""
+    n = q.shape[-2]
+    future = torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1)
+    w = _softmax_naive((q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])).masked_fill(future, float("-inf")))
+    return w @ v, w
+
+
+class AttentionHeadsNoTranspose(_Attention):
+    """Makes the heads with a reshape alone: [B, N, D] viewed as [B, h, N, d] (no transpose)."""
+
+    def forward(self, x, need_weights=False):
+        b, n, d = x.shape
+        q, k, v = (t.reshape(b, self.num_heads, n, d // self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))
+        w = (q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])).softmax(dim=-1)
+        return self.finish(w @ v, w, need_weights)
+
+
+class AttentionMergeNoTranspose(_Attention):
+    """Merges the heads with a reshape alone: [B, h, N, d] read as [B, N, D] (no transpose)."""
+
+    def forward(self, x, need_weights=False):
+        b, n, d = x.shape
+        q, k, v = self.split(x)
+        w = (q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])).softmax(dim=-1)
+        out = self.proj((w @ v).reshape(b, n, d))
+        return (out, w) if need_weights else out
+
+
+class AttentionQKSwapped(_Attention):
+    """Scores k @ q.T: row i holds key i's match with every query (the weights are transposed)."""
+
+    def forward(self, x, need_weights=False):
+        q, k, v = self.split(x)
+        out, w = attention_qk_swapped(q, k, v)
+        return self.finish(out, w, need_weights)
+
+
+class AttentionKVSwapped(_Attention):
+    """Unpacks qkv as (q, v, k): the keys are the values' projection and the reverse."""
+
+    def forward(self, x, need_weights=False):
+        q, v, k = self.split(x)
+        w = (q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])).softmax(dim=-1)
+        return self.finish(w @ v, w, need_weights)
+
+
+class AttentionNaiveSoftmax(_Attention):
+    """Multi-head attention with the softmax written as exp(s) / exp(s).sum(): nan at large scores."""
+
+    def forward(self, x, need_weights=False):
+        q, k, v = self.split(x)
+        out, w = attention_naive_softmax(q, k, v)
+        return self.finish(out, w, need_weights)
+
+
+class AttentionSoftmaxOverHeads(_Attention):
+    """Softmax over dim=1, the heads, instead of the keys."""
+
+    def forward(self, x, need_weights=False):
+        q, k, v = self.split(x)
+        w = (q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])).softmax(dim=1)
+        return self.finish(w @ v, w, need_weights)
+
+
+class AttentionHeadDimIsEmbedDim(_Attention):
+    """Reshapes qkv with head_dim = D instead of D / h: a torch error inside forward."""
+
+    def forward(self, x, need_weights=False):
+        b, n, d = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, d).permute(2, 0, 3, 1, 4)
+        out, w = vitlearn.scaled_dot_product_attention(*qkv)
+        return self.finish(out, w, need_weights)
+
+
+# -- step 7b: LayerNorm, MLP, encoder block -------------------------------------------------
+
+class LayerNormInPlace(LayerNormUnbiased):
+    """Subtracts the mean in place (x -= mean): the caller's tokens, needed by the residual, change."""
+
+    def forward(self, x):
+        x -= x.mean(dim=-1, keepdim=True)
+        return x / torch.sqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps) * self.weight + self.bias
+
+
+class LayerNormNoAffine(LayerNormUnbiased):
+    """Normalises but never applies the learned gain and bias."""
+
+    def forward(self, x):
+        mean, var = x.mean(dim=-1, keepdim=True), x.var(dim=-1, keepdim=True, unbiased=False)
+        return (x - mean) / torch.sqrt(var + self.eps)
+
+
+class MLPIgnoresDropout(MLPNoGelu):
+    """Takes dropout= but never applies it: no nn.Dropout anywhere."""
+
+    def forward(self, x):
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class MLPRelu(MLPNoGelu):
+    """ReLU instead of GELU between fc1 and fc2."""
+
+    def forward(self, x):
+        return self.fc2(F.relu(self.fc1(x)))
+
+
+class MLPWithResidual(MLPNoGelu):
+    """Adds its input to its output: the residual belongs to the block, not to the MLP."""
+
+    def forward(self, x):
+        return x + self.fc2(F.gelu(self.fc1(x)))
+
+
+class BlockParallel(_Block):
+    """Attention and MLP both read the block's input (a parallel block, not ViT's sequential one)."""
+
+    def forward(self, x):
+        return x + self.attn(self.norm1(x)) + self.mlp(self.norm2(x))
+
+
+class BlockNormedStream(_Block):
+    """Replaces x by norm1(x), so the residual stream itself is normalised."""
+
+    def forward(self, x):
+        x = self.norm1(x)
+        x = x + self.attn(x)
+        x = self.norm2(x)
+        return x + self.mlp(x)
+
+
+class BlockNorm1Twice(_Block):
+    """Uses norm1 before the MLP as well; norm2 is never used."""
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm1(x))
+
+
+def block_params_fixed_ratio(D, mlp_ratio):
+    """Counts the MLP with a hidden width of 4D whatever mlp_ratio is."""
+    H = 4 * D
+    return 4 * D + (3 * D * D + 3 * D) + (D * D + D) + (D * H + H) + (H * D + D)
+
+
+def block_params_layernorm_doubled(D, mlp_ratio):
+    """Counts the two LayerNorms twice (4D extra)."""
+    return block_params_no_layernorm(D, mlp_ratio) + 8 * D
+
+
+def block_params_no_proj_bias(D, mlp_ratio):
+    """Forgets the bias of the output projection proj (D numbers)."""
+    return block_params_no_layernorm(D, mlp_ratio) + 4 * D - D
+
+
+# -- step 8: head and loss ------------------------------------------------------------------
+
+class HeadNoNorm(HeadWithSoftmax):
+    """Skips the head's LayerNorm: fc(x) instead of fc(norm(x))."""
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+class HeadLogSoftmax(HeadWithSoftmax):
+    """Returns log-probabilities; F.cross_entropy applies the log-softmax itself."""
+
+    def forward(self, x):
+        return self.fc(self.norm(x)).log_softmax(dim=-1)
+
+
+def cross_entropy_one_hot(logits, labels):
+    """F.one_hot(labels) without num_classes: a batch that lacks the last class gets too few columns."""
+    return -(F.one_hot(labels).to(logits.dtype) * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+
+
+def cross_entropy_plus_sign(logits, labels):
+    """Forgets the minus sign: returns the mean log-probability of the labels."""
+    return F.log_softmax(logits, dim=-1)[torch.arange(len(labels)), labels].mean()
+
+
+def smoothed_ce_one_hot(logits, labels, eps):
+    """F.one_hot(labels) without num_classes in the smoothed loss: fails on a batch without class K-1."""
+    k = logits.shape[-1]
+    target = (1 - eps) * F.one_hot(labels).to(logits.dtype) + eps / k
+    return -(target * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+
+
+def smoothed_ce_no_one_minus_eps(logits, labels, eps):
+    """Adds eps * the uniform term but keeps the full weight 1 on the true class (no 1 - eps)."""
+    lp = F.log_softmax(logits, dim=-1)
+    return (-lp[torch.arange(len(labels)), labels] - eps * lp.mean(dim=-1)).mean()
+
+
+def smoothed_ce_uniform_sign(logits, labels, eps):
+    """The uniform term with the wrong sign: + eps * mean(log p) instead of - eps * mean(log p)."""
+    lp = F.log_softmax(logits, dim=-1)
+    return ((1 - eps) * -lp[torch.arange(len(labels)), labels] + eps * lp.mean(dim=-1)).mean()
+
+
+def smoothed_ce_eps_swapped(logits, labels, eps):
+    """eps and 1 - eps swapped: eps on the true class, 1 - eps spread over all classes."""
+    lp = F.log_softmax(logits, dim=-1)
+    return (eps * -lp[torch.arange(len(labels)), labels] - (1 - eps) * lp.mean(dim=-1)).mean()
+
+
+def smoothed_ce_uniform_on_logits(logits, labels, eps):
+    """The uniform term averages the raw logits, not the log-probabilities."""
+    lp = F.log_softmax(logits, dim=-1)
+    return ((1 - eps) * -lp[torch.arange(len(labels)), labels] - eps * logits.mean(dim=-1)).mean()
+
+
+def smoothed_ce_true_class_left_out(logits, labels, eps):
+    """Target 1 - eps on the true class and eps/K on the others only: the target sums to 1 - eps/K."""
+    k = logits.shape[-1]
+    onehot = F.one_hot(labels, k).to(logits.dtype)
+    target = (1 - eps) * onehot + eps / k * (1 - onehot)
+    return -(target * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+
+
+# -- training -------------------------------------------------------------------------------
+
+def _window_shift(images, oy, ox, s):
+    b, c, h, w = images.shape
+    fill = images[:, :, :1, :1]
+    padded = F.pad(images - fill, (s, s, s, s)) + fill
+    return torch.stack([padded[i, :, oy[i]:oy[i] + h, ox[i]:ox[i] + w] for i in range(b)])
+
+
+def random_shift_in_place(images, max_shift, generator=None):
+    """Writes the shifted images into its input (images[i] = ...): the caller's batch changes."""
+    s = max_shift
+    offsets = torch.randint(0, 2 * s + 1, (2, images.shape[0]), generator=generator)
+    shifted = _window_shift(images, offsets[0].tolist(), offsets[1].tolist(), s)
+    images[:] = shifted
+    return images
+
+
+def random_shift_dx_from_row_0(images, max_shift, generator=None):
+    """Takes dx from row 0 of the offsets and dy from row 1 (swapped against vitlearn's convention)."""
+    s = max_shift
+    offsets = torch.randint(0, 2 * s + 1, (2, images.shape[0]), generator=generator)
+    return _window_shift(images, offsets[1].tolist(), offsets[0].tolist(), s)
+
+
+def random_shift_signed(images, max_shift, generator=None):
+    """Draws signed shifts in [-s, s] and moves the image BY them (out[r] = in[r - dy]): a valid
+    augmentation, but not vitlearn's window convention, so it differs from random_shift."""
+    s = max_shift
+    d = torch.randint(-s, s + 1, (2, images.shape[0]), generator=generator)
+    return _window_shift(images, (s - d[0]).tolist(), (s - d[1]).tolist(), s)
+
+
+def random_shift_offsets_b_by_2(images, max_shift, generator=None):
+    """Draws signed offsets as a [B, 2] tensor and copies the overlap: a valid shift (it passed the
+    first check), but the generator's numbers land on other images than vitlearn's [2, B] draw."""
+    b, c, h, w = images.shape
+    s = max_shift
+    if s == 0:
+        return images.clone()
+    d = torch.randint(-s, s + 1, (b, 2), generator=generator)
+    out = images[:, :, :1, :1].expand_as(images).clone()
+    for i, (dy, dx) in enumerate(d.tolist()):
+        src = images[i, :, max(0, dy):h + min(0, dy), max(0, dx):w + min(0, dx)]
+        out[i, :, max(0, -dy):h + min(0, -dy), max(0, -dx):w + min(0, -dx)] = src
+    return out
+
+
+def random_shift_ignores_generator(images, max_shift, generator=None):
+    """Draws the offsets from the global RNG, ignoring generator=: runs do not repeat."""
+    s = max_shift
+    offsets = torch.randint(0, 2 * s + 1, (2, images.shape[0]))
+    return _window_shift(images, offsets[0].tolist(), offsets[1].tolist(), s)
+
+
+def warmup_cosine_not_clamped(step, total_steps, warmup_steps, min_factor=0.0):
+    """Does not clamp the cosine's progress at 1: after total_steps the factor rises again."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def weight_decay_filter_iterators(model):
+    """Returns filter objects: one-shot iterators, empty the second time they are read (AdamW finds none)."""
+    params = list(model.parameters())
+    return filter(lambda p: p.ndim == 2, params), filter(lambda p: p.ndim != 2, params)
+
+
+def schedule_numbers_warmup_in_epochs(n_train, batch_size, epochs, warmup_epochs, peak_lr, min_factor):
+    """Uses warmup_epochs as the number of warm-up steps (epochs, not optimizer steps)."""
+    steps_per_epoch = n_train // batch_size
+    total_steps = epochs * steps_per_epoch
+    warmup_steps = round(warmup_epochs)
+    lr = peak_lr * vitlearn.training.warmup_cosine(total_steps // 2, total_steps, warmup_steps, min_factor)
+    return dict(steps_per_epoch=steps_per_epoch, total_steps=total_steps, warmup_steps=warmup_steps,
+                lr_halfway=lr)
+
+
+# -- the whole model ------------------------------------------------------------------------
+
+class ViTFirstBlockOnly(vitlearn.ViT):
+    """forward_features that runs only the first encoder block (a return inside the loop)."""
+
+    def forward_features(self, images):
+        x = self.pos_embed(self.cls_token(self.patch_embed(images)))
+        for block in self.encoder.blocks:
+            return block(x)
+
+
+def vit_params_no_head_norm(*, img_size, patch_size, in_chans, num_classes, embed_dim, depth, mlp_ratio):
+    """Forgets the head's LayerNorm (gain and bias, 2D)."""
+    D = embed_dim
+    return vit_params_no_cls_position(img_size=img_size, patch_size=patch_size, in_chans=in_chans,
+                                      num_classes=num_classes, embed_dim=D, depth=depth,
+                                      mlp_ratio=mlp_ratio) + D - 2 * D
+
+
+def vit_params_blocks_once(*, img_size, patch_size, in_chans, num_classes, embed_dim, depth, mlp_ratio):
+    """Counts one encoder block, not depth of them."""
+    return vit_params_no_cls_position(img_size=img_size, patch_size=patch_size, in_chans=in_chans,
+                                      num_classes=num_classes, embed_dim=embed_dim, depth=1,
+                                      mlp_ratio=mlp_ratio) + embed_dim
+
+
+# -- how many of the zoo's messages name their mistake ----------------------------------------
+
+def _count() -> None:
+    """Run every entry of tests/test_checks.py's ZOO through its check and count the messages that
+    contain the expected words, the wrong parts that pass, and the generic messages. With
+    PYTHONPATH pointing at an older vitlearn (e.g. `git archive <commit> vitlearn | tar -x -C
+    /tmp/old`), the same zoo measures the older checks."""
+    import contextlib
+    import io
+    import re
+
+    import test_checks as t
+
+    from vitlearn.checks import CheckFailed
+
+    first_new = [b.__name__ for b, _, _ in t.ZOO].index("patchify_strided")
+    for label, entries in (("first zoo", t.ZOO[:first_new]), ("second round", t.ZOO[first_new:]),
+                           ("all", t.ZOO)):
+        named = passed = generic = 0
+        for bug, check, words in entries:
+            run = check(bug) if check in (t._groups, t._numbers) else (lambda: check(bug))  # noqa: B023
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    run()
+                passed += 1
+                continue
+            except CheckFailed as err:
+                msg = str(err)
+            named += words in msg
+            generic_words = (r"look at the order of the operations|off by [+-][\d,]+$|"
+                             r"failed with \w+: [^\n]*\(called")
+            generic += words not in msg and bool(re.search(generic_words, msg))
+        print(f"{label}: {named} of {len(entries)} messages name the mistake, {passed} wrong parts pass, "
+              f"{generic} generic, {len(entries) - named - passed - generic} other (checks from "
+              f"{vitlearn.checks.__file__})")
+
+
+if __name__ == "__main__":
+    _count()

@@ -92,6 +92,69 @@ ZOO = [
     (zoo.schedule_numbers_ceil, _numbers, "partial batch"),
     (zoo.ViTNoPositions, checks.check_vit, "position embedding is never added"),
     (zoo.vit_params_no_cls_position, checks.check_vit_params, "position table (1 + N rows"),
+    # issue 20: what the first zoo's checks let through or only called generic
+    (zoo.patchify_strided, checks.check_patchify, "strided grid"),
+    (zoo.unpatchify_reshape_only, checks.check_unpatchify, "without a permute"),
+    (zoo.patch_embed_params_no_channels, checks.check_patch_embed_params, "channels are missing"),
+    (zoo.patch_embed_params_bias_doubled, checks.check_patch_embed_params, "the bias (D) is counted twice"),
+    (zoo.ClassTokenAddedToEveryToken, checks.check_class_token, "added to every patch token"),
+    (zoo.ClassTokenNotExpanded, checks.check_class_token, "In your forward, line"),
+    (zoo.pool_sum, checks.check_pool, "sum over the tokens"),
+    (zoo.PositionEmbeddingInPlace, checks.check_position_embedding, "changed its input x"),
+    (zoo.PositionEmbeddingMultiplied, checks.check_position_embedding, "they are ADDED"),
+    (zoo.sincos_float64, checks.check_sincos_2d, "build it in float32"),
+    (zoo.sincos_frequencies_over_half, checks.check_sincos_2d, "spaced over D/2"),
+    (zoo.resample_reshape_no_permute, checks.check_resample, "reshaped to [1, D, g, g] without a permute"),
+    (zoo.resample_flatten_no_permute, checks.check_resample, "flattened back without a permute"),
+    (zoo.resample_align_corners, checks.check_resample, "align_corners=True"),
+    (zoo.resample_prefix_at_end, checks.check_resample, "after the grid"),
+    (zoo.resample_antialias, checks.check_resample, "antialias=True"),
+    (zoo.attention_naive_softmax, checks.check_attention, "exp(s) / exp(s).sum()"),
+    (zoo.attention_scaled_after_softmax, checks.check_attention, "after the softmax"),
+    (zoo.attention_qk_swapped, checks.check_attention, "(k qᵀ)"),
+    (zoo.causal_attention_naive_softmax, checks.check_causal_attention, "exp(s) / exp(s).sum()"),
+    (zoo.AttentionHeadsNoTranspose, checks.check_multi_head_attention,
+     "heads were made with a reshape alone"),
+    (zoo.AttentionMergeNoTranspose, checks.check_multi_head_attention, "heads were merged with a reshape "
+                                                                       "alone"),
+    (zoo.AttentionQKSwapped, checks.check_multi_head_attention, "q and k are swapped"),
+    (zoo.AttentionKVSwapped, checks.check_multi_head_attention, "keys and values are swapped"),
+    (zoo.AttentionNaiveSoftmax, checks.check_multi_head_attention, "exp(s) / exp(s).sum()"),
+    (zoo.AttentionSoftmaxOverHeads, checks.check_multi_head_attention, "over dim=1, the heads"),
+    (zoo.AttentionHeadDimIsEmbedDim, checks.check_multi_head_attention, "In your forward, line"),
+    (zoo.LayerNormInPlace, checks.check_layer_norm, "changed its input x"),
+    (zoo.LayerNormNoAffine, checks.check_layer_norm, "gain and bias are not applied"),
+    (zoo.MLPIgnoresDropout, checks.check_mlp, "dropout is never applied"),
+    (zoo.MLPRelu, checks.check_mlp, "ReLU"),
+    (zoo.MLPWithResidual, checks.check_mlp, "the residual belongs to the encoder block"),
+    (zoo.BlockParallel, checks.check_encoder_block, "parallel block"),
+    (zoo.BlockNormedStream, checks.check_encoder_block, "residual stream is normalised"),
+    (zoo.BlockNorm1Twice, checks.check_encoder_block, "norm1 is used before the MLP too"),
+    (zoo.block_params_fixed_ratio, checks.check_block_params, "mlp_ratio"),
+    (zoo.block_params_layernorm_doubled, checks.check_block_params, "counted twice"),
+    (zoo.block_params_no_proj_bias, checks.check_block_params, "the bias of proj (D) or the bias of fc2 (D) "
+                                                               "is missing"),
+    (zoo.HeadNoNorm, checks.check_classification_head, "LayerNorm is skipped"),
+    (zoo.HeadLogSoftmax, checks.check_classification_head, "log-probabilities"),
+    (zoo.cross_entropy_one_hot, checks.check_cross_entropy, "num_classes"),
+    (zoo.cross_entropy_plus_sign, checks.check_cross_entropy, "sign is wrong"),
+    (zoo.smoothed_ce_one_hot, checks.check_smoothed_cross_entropy, "num_classes"),
+    (zoo.smoothed_ce_no_one_minus_eps, checks.check_smoothed_cross_entropy, "(1 - eps)"),
+    (zoo.smoothed_ce_uniform_sign, checks.check_smoothed_cross_entropy, "uniform term has the wrong sign"),
+    (zoo.smoothed_ce_eps_swapped, checks.check_smoothed_cross_entropy, "eps and 1 - eps are swapped"),
+    (zoo.smoothed_ce_uniform_on_logits, checks.check_smoothed_cross_entropy, "raw logits"),
+    (zoo.smoothed_ce_true_class_left_out, checks.check_smoothed_cross_entropy, "true class gets eps/K too"),
+    (zoo.random_shift_in_place, checks.check_random_shift, "changed its input images"),
+    (zoo.random_shift_dx_from_row_0, checks.check_random_shift, "dy and dx are swapped"),
+    (zoo.random_shift_signed, checks.check_random_shift, "opposite direction"),
+    (zoo.random_shift_ignores_generator, checks.check_random_shift, "with that generator"),
+    (zoo.random_shift_offsets_b_by_2, checks.check_random_shift, "as a [B, 2] tensor"),
+    (zoo.warmup_cosine_not_clamped, checks.check_warmup_cosine, "comes back up"),
+    (zoo.weight_decay_filter_iterators, _groups, "one-shot iterator"),
+    (zoo.schedule_numbers_warmup_in_epochs, _numbers, "not epochs"),
+    (zoo.ViTFirstBlockOnly, checks.check_vit, "only the first block runs"),
+    (zoo.vit_params_no_head_norm, checks.check_vit_params, "the head's LayerNorm (gain and bias)"),
+    (zoo.vit_params_blocks_once, checks.check_vit_params, "only one encoder block is counted"),
 ]
 
 
@@ -207,19 +270,6 @@ def smoothed_via_nll(logits, labels, eps):
     return (1 - eps) * F.nll_loss(lp, labels) - eps * lp.mean(-1).mean()
 
 
-def shift_randint_symmetric(images, max_shift, generator=None):
-    b, c, h, w = images.shape
-    s = max_shift
-    if s == 0:
-        return images.clone()
-    d = torch.randint(-s, s + 1, (b, 2), generator=generator)
-    out = images[:, :, :1, :1].expand_as(images).clone()
-    for i, (dy, dx) in enumerate(d.tolist()):
-        src = images[i, :, max(0, dy):h + min(0, dy), max(0, dx):w + min(0, dx)]
-        out[i, :, max(0, -dy):h + min(0, -dy), max(0, -dx):w + min(0, -dx)] = src
-    return out
-
-
 def warmup_cosine_clamped(step, total_steps, warmup_steps, min_factor=0.0):
     if step >= warmup_steps:
         t = min(step - warmup_steps, total_steps - warmup_steps) / max(1, total_steps - warmup_steps)
@@ -254,7 +304,6 @@ CORRECT = [
     (checks.check_cross_entropy, cross_entropy_logsumexp),
     (checks.check_cross_entropy, F.cross_entropy),
     (checks.check_smoothed_cross_entropy, smoothed_via_nll),
-    (checks.check_random_shift, shift_randint_symmetric),
     (checks.check_random_shift, vitlearn.data.random_shift),
     (checks.check_warmup_cosine, warmup_cosine_clamped),
     (checks.check_vit, vitlearn.ViT),
@@ -352,11 +401,33 @@ def test_not_implemented_error_propagates_unchanged():
 def test_an_unknown_mistake_gets_a_precise_generic_message():
     def slightly_off(q, k, v):
         out, w = attention_einsum(q, k, v)
-        return out + 0.01, w
+        return out * (1 + 0.01 * out), w
 
     with pytest.raises(CheckFailed, match=r"mismatch in the attention output against ours .* the largest "
-                                          r"difference is 0.01 at index"):
+                                          r"difference is .* at index"):
         checks.check_attention(slightly_off)
+
+
+def test_a_wrong_value_of_the_right_shape_is_described_how_it_differs():
+    def shifted(q, k, v):
+        out, w = attention_einsum(q, k, v)
+        return out + 0.01, w
+
+    def tokens_rolled(q, k, v):
+        out, w = attention_einsum(q, k, v)
+        return out.roll(1, dims=-2), w
+
+    with pytest.raises(CheckFailed, match=r"every value is ours \+0.01: the same constant"):
+        checks.check_attention(shifted)
+
+    def output_times_sqrt_d(q, k, v):
+        out, w = attention_einsum(q, k, v)
+        return out * math.sqrt(q.shape[-1]), w
+
+    with pytest.raises(CheckFailed, match=r"every value is 2.828 times ours: it is sqrt\(d\) too large"):
+        checks.check_attention(output_times_sqrt_d)
+    with pytest.raises(CheckFailed, match=r"along queries \(tokens\), rolled by 1"):
+        checks.check_attention(tokens_rolled)
 
 
 def test_checks_run_under_no_grad():
@@ -458,3 +529,57 @@ def test_vit_params_formula_for_vit_b16():
         return embed + D + (N + 1) * D + depth * block + 2 * D + D * num_classes + num_classes
 
     checks.check_vit_params(vit_params)
+
+
+# -- issue 20: what the checks are given, and the blocks they must accept --------------------
+
+@pytest.mark.parametrize("check,given,words", [
+    (checks.check_multi_head_attention, vitlearn.MultiHeadSelfAttention(embed_dim=16, num_heads=2),
+     "was given an instance, MultiHeadSelfAttention(...), already built; it wants the class itself"),
+    (checks.check_encoder_block, vitlearn.EncoderBlock(embed_dim=16, num_heads=2),
+     "check_encoder_block(EncoderBlock), without parentheses"),
+    (checks.check_attention, vitlearn.MultiHeadSelfAttention,
+     "was given the module class MultiHeadSelfAttention; it wants a plain function"),
+    (checks.check_patchify, vitlearn.PatchEmbedding(img_size=28, patch_size=7, in_chans=1, embed_dim=8),
+     "was given a module instance, PatchEmbedding(...); it wants a plain function"),
+    (checks.check_cross_entropy, 3.0, "it wants your function itself, without calling it"),
+    (checks.check_mlp, "MLP", "it wants your module class"),
+])
+def test_a_class_for_an_instance_or_the_reverse_says_which_was_given(check, given, words):
+    with pytest.raises(CheckFailed) as info:
+        check(given)
+    assert words in str(info.value), str(info.value)
+    assert "Wanted: " in str(info.value)
+
+
+def test_weight_decay_groups_given_a_model_class_says_so():
+    with pytest.raises(CheckFailed, match="was given the class ViT; it wants the built model"):
+        checks.check_weight_decay_groups(vitlearn.ViT, [], [])
+
+
+class BlockAskingForWeights(BlockWithTorchNorm):
+    """Written the natural way after notebook 05: the block asks its attention for the weights."""
+
+    def forward(self, x):
+        a, self.last_weights = self.attn(self.norm1(x), need_weights=True)
+        h = x + a
+        return h + self.mlp(self.norm2(h))
+
+
+def test_a_block_that_asks_its_attention_for_the_weights_passes(capsys):
+    checks.check_encoder_block(BlockAskingForWeights)
+    assert capsys.readouterr().out.startswith("check_encoder_block: correct")
+
+
+def test_a_torch_error_in_the_learners_code_names_their_line_and_tensors():
+    with pytest.raises(CheckFailed) as info:
+        checks.check_multi_head_attention(zoo.AttentionHeadDimIsEmbedDim)
+    msg = str(info.value)
+    assert "In your forward, line" in msg and "self.qkv(x).reshape(b, n, 3, self.num_heads, d)" in msg, msg
+    assert "x is [2, 17, 64] float32" in msg and "self.qkv is Linear(64 -> 192)" in msg, msg
+
+
+def test_a_check_does_not_count_its_own_mutants_as_inputs_changed():
+    """The in-place probe compares the inputs before and after the learner's call only."""
+    checks.check_layer_norm(nn.LayerNorm)
+    checks.check_random_shift(vitlearn.data.random_shift)

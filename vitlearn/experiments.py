@@ -92,7 +92,7 @@ class Comparison:
         width = max(len("variant"), *(len(n) for n in self.names))
         show_tokens = any(t is not None for t in self.tokens.values())
         acc_columns = [f"seed {s}" for s in self.seeds] + (["mean"] if len(self.seeds) > 1 else [])
-        head = f"{'variant':<{width}}" + ("  tokens" if show_tokens else "") + "    params"
+        head = f"{'variant':<{width}}" + (" patches" if show_tokens else "") + "    params"
         head += "".join(f"  {c:<10}" for c in acc_columns) + "  time per epoch"
         rows = [head]
         for name in self.names:
