@@ -58,7 +58,7 @@ napoleon_numpy_docstring = False
 
 # -- HTML ------------------------------------------------------------------------------------------------
 html_theme = "sphinx_book_theme"
-html_title = f"vitlearn {release}: the Vision Transformer, step by step"
+html_title = f"vitlearn {release}"
 html_static_path = ["_static"]
 html_css_files = ["vitlearn.css"]
 html_extra_path = ["_extra"]          # the .ipynb downloads (solution and exercise edition)
@@ -73,6 +73,7 @@ html_theme_options = {
     "show_toc_level": 2,
     "navigation_with_keys": False,
 }
+html_context = {"default_mode": "auto"}  # light or dark as the reader's system says (unset: a console error)
 html_sidebars = {"**": ["navbar-logo.html", "search-field.html", "sbt-sidebar-nav.html"]}
 
 

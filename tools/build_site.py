@@ -441,10 +441,15 @@ def stage(repo: str) -> dict:
     readme = relink((ROOT / "README.md").read_text(encoding="utf-8"), ROOT / "README.md", pages, repo)
     recorded = sorted({v for v in versions.values() if v})
     missing = [n for n, v in versions.items() if not v]
-    version_line = (f"*This site shows vitlearn {vitlearn.__version__}: the notebooks' outputs were "
-                    f"stored by vitlearn {', '.join(recorded) or '(not recorded)'}"
-                    + (f" ({len(missing)} notebooks do not record it: re-execute them)" if missing else "")
-                    + ", and each notebook's first cell checks that your installed version is the same.*")
+    if recorded and not missing:
+        stored = f"the notebooks' outputs were stored by vitlearn {', '.join(recorded)}"
+    else:
+        by = ", ".join(recorded) or "(not recorded)"
+        stored = (f"the notebooks' outputs were stored by vitlearn {by}; "
+                  f"{len(missing)} of them do not record the version yet (re-execute them with "
+                  f"tools/execute_notebooks.py)")
+    version_line = (f"*This site shows vitlearn {vitlearn.__version__}: {stored}. Each notebook's first cell "
+                    f"checks that your installed vitlearn is the version it was written for.*")
     steps = ["| | lesson | notebook |", "|---|---|---|"]
     for path, title in lessons:
         steps.append(f"| {path.name[:2]} | [{title}](notebooks/{path.name}) | `notebooks/{path.name}` |")
