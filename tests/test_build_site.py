@@ -187,10 +187,13 @@ def test_readme_sections_start_at_level_two():
 def test_site_check_finds_broken_links_and_other_hosts(tmp_path):
     (tmp_path / "_static").mkdir()
     (tmp_path / "_static" / "a.css").write_text("@font-face { src: url(https://fonts.gstatic.com/x.woff2) }")
-    (tmp_path / "ok.html").write_text('<a href="https://example.org">fine: a link</a><img src="ok.html">')
+    (tmp_path / "ok.html").write_text('<a href="https://example.org">fine: a link</a><img src="ok.html">'
+                                      '<h2 id="here">x</h2><a href="ok.html#here">y</a>'
+                                      '<a href="#nowhere">z</a>')
     (tmp_path / "bad.html").write_text('<script src="https://cdn.example.org/x.js"></script>'
                                        '<a href="missing.html#top">x</a>')
     found = build_site.check_site(tmp_path)
     assert found == ["bad.html: loads https://cdn.example.org/x.js from another host (the site must work "
                      "offline)", "bad.html: link or image 'missing.html#top' points to nothing in _site/",
+                     "ok.html: link '#nowhere': ok.html has no #nowhere",
                      "_static/a.css: fetches https://fonts.gstatic.com/x.woff2 from another host"]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import html
 import importlib.util
 import os
@@ -503,6 +504,11 @@ class _Refs(HTMLParser):
             self.resources += [part.split()[0] for part in a["srcset"].split(",") if part.strip()]
 
 
+@functools.cache
+def _ids(page: Path) -> frozenset[str]:
+    return frozenset(re.findall(r'\bid="([^"]+)"', page.read_text(encoding="utf-8")))
+
+
 def site_pages(out: Path) -> list[Path]:
     """The pages of the site (not the themes' template fragments in _static/)."""
     return sorted(p for p in out.rglob("*.html") if "_static" not in p.relative_to(out).parts)
@@ -521,13 +527,15 @@ def check_site(out: Path) -> list[str]:
                 problems.append(f"{rel}: loads {url} from another host (the site must work offline)")
         for url in refs.links + refs.resources:
             parts = urlsplit(url)
-            if parts.scheme or url.startswith("//") or not parts.path:
+            if parts.scheme or url.startswith("//") or not (parts.path or parts.fragment):
                 continue
-            target = (page.parent / unquote(parts.path)).resolve()
+            target = (page.parent / unquote(parts.path)).resolve() if parts.path else page
             if target.is_dir():
                 target = target / "index.html"
             if not target.exists():
                 problems.append(f"{rel}: link or image {url!r} points to nothing in _site/")
+            elif parts.fragment and target.suffix == ".html" and parts.fragment not in _ids(target):
+                problems.append(f"{rel}: link {url!r}: {target.name} has no #{parts.fragment}")
     for css in out.rglob("*.css"):
         for url in re.findall(r"url\(\s*['\"]?([^'\")]+)", css.read_text(encoding="utf-8", errors="replace")):
             if _is_external(url) and not url.startswith("data:"):
