@@ -33,13 +33,13 @@ def test_environment_yml_matches_pyproject_dependencies():
     project = _pyproject()["project"]
     extras = project["optional-dependencies"]
     wanted = {_name(r): r.replace(" ", "") for r in
-              project["dependencies"] + extras["dev"] + extras["pretrained"]}
+              project["dependencies"] + extras["dev"] + extras["pretrained"] + extras["site"]}
     env = [r for r in _environment_pip_requirements() if not r.startswith("-e")]
     have = {_name(r): r.replace(" ", "") for r in env}
     assert have == wanted, (f"environment.yml and pyproject.toml disagree: only in environment.yml "
                             f"{sorted(set(have.items()) - set(wanted.items()))}, only in pyproject "
                             f"{sorted(set(wanted.items()) - set(have.items()))}")
-    assert "-e .[dev,pretrained]" in _environment_pip_requirements()
+    assert "-e .[dev,pretrained,site]" in _environment_pip_requirements()
     assert "name: vitlearn" in (ROOT / "environment.yml").read_text()
 
 

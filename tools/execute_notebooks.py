@@ -5,7 +5,10 @@
 
 Run it on the kind of machine CI uses (outputs are compared by nbval there). Each notebook
 runs in a fresh kernel with notebooks/ as its working directory, like nbval does; the
-seconds each took are printed.
+seconds each took are printed. The vitlearn version that produced the outputs is stamped into
+each notebook's metadata (metadata["vitlearn"]["version"]): the course site shows it on every
+lesson, and tools/build_site.py refuses a notebook whose stamp differs from the version its first
+cell requires (vitlearn.require_version).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+
+import vitlearn
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,6 +41,7 @@ def main(argv: list[str]) -> int:
         t0 = time.perf_counter()
         NotebookClient(nb, timeout=1800, kernel_name="python3",
                        resources={"metadata": {"path": str(path.parent)}}).execute()
+        nb.metadata["vitlearn"] = {"version": vitlearn.__version__}
         nbformat.write(nb, path)
         print(f"{path.name}: {time.perf_counter() - t0:.0f} s", flush=True)
     return 0

@@ -16,6 +16,7 @@ The public parts, in the order of the paper's pipeline::
     compare / Variant                                 side-by-side runs (ablations) vitlearn.experiments
     ViT.from_timm / from_pretrained / from_transformers  the real weights      vitlearn.pretrained
     PAPER_MODELS / paper_vit / count_flops          the paper's Table 1   vitlearn.paper_models
+    require_version (a notebook's first cell: the installed vitlearn is the one it was written for)
 """
 
 from . import baselines, checks, experiments, pretrained
@@ -36,6 +37,7 @@ from .tokens import (
                      sincos_2d_position_embedding,
 )
 from .training import Evaluation, History, default_device, evaluate, fit
+from .versions import VersionMismatchError, require_version
 
 __version__ = "0.1.0"
 
@@ -52,4 +54,5 @@ __all__ = [
     "save", "load", "load_checkpoint", "CheckpointError",
     "SmallCNN", "data_scale_experiment", "baselines", "pretrained", "checks",
     "compare", "Variant", "Comparison", "experiments",
+    "require_version", "VersionMismatchError",
 ]
