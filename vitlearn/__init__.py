@@ -38,8 +38,7 @@ from .tokens import (
 )
 from .training import Evaluation, History, default_device, evaluate, fit
 from .versions import VersionMismatchError, require_version
-
-__version__ = "0.1.0"
+from .versions import __version__ as __version__  # the release (pyproject.toml says the same)
 
 __all__ = [
     "patchify", "unpatchify", "PatchEmbedding", "HybridEmbedding",

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["VersionMismatchError", "require_version"]
+__all__ = ["VersionMismatchError", "require_version", "__version__"]
+
+# The release: pyproject.toml says the same (tests/test_packaging.py), and every notebook's first
+# cell names it (require_version).
+__version__ = "0.2.0"
 
 _VERSION_RE = re.compile(r"^\s*(\d+(?:\.\d+)*)\s*$")
 
@@ -34,10 +38,10 @@ def require_version(expected: str, *, installed: str | None = None) -> None:
 
     Older and newer both stop: a newer library may have renamed what the notebook uses, and an
     older one lacks what it needs; either way the stored outputs would not be reproduced.
-    ``installed`` defaults to ``vitlearn.__version__`` (given only by tests).
+    ``installed`` defaults to ``__version__`` (this release) (given only by tests).
     """
     if installed is None:
-        from . import __version__ as installed
+        installed = __version__
     want, have = _parse(expected, "the expected version"), _parse(installed, "the installed version")
     if want == have:
         return
