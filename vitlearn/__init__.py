@@ -23,7 +23,7 @@ from .data import DataNotFoundError, ImageDataset, load_dataset
 from .encoder import MLP, EncoderBlock, TransformerEncoder
 from .experiments import Comparison, Variant, compare
 from .head import ClassificationHead, MLPHead
-from .model import ViT, ViTConfig, eval_mode
+from .model import ViT, ViTConfig
 from .patches import HybridEmbedding, PatchEmbedding, patchify, unpatchify
 from .tokens import (
                      ClassToken,
@@ -32,7 +32,7 @@ from .tokens import (
                      resample_position_embedding,
                      sincos_2d_position_embedding,
 )
-from .training import Evaluation, History, default_device, evaluate, fit
+from .training import Evaluation, History, default_device, eval_mode, evaluate, fit
 
 __version__ = "0.1.0"
 

@@ -22,9 +22,8 @@ import torch
 from matplotlib.figure import Figure
 
 from .data import DATASETS, ImageDataset, normalize
-from .model import eval_mode
 from .patches import patchify
-from .training import Evaluation, History, evaluate
+from .training import Evaluation, History, eval_mode, evaluate
 
 __all__ = ["show_digits", "plot_patch_grid", "plot_patch_sequence", "plot_embedding_filters",
            "plot_position_similarity", "attention_rollout", "plot_attention_maps",
