@@ -183,7 +183,7 @@ def grey(n=8, label=0):
 
 
 @pytest.mark.parametrize("items, error, match", [
-    ([torch.zeros(1, 28, 28)] * 4, TypeError, r"train\[0\] is a torch.float32 tensor .* items \(image, label\)"),
+    ([torch.zeros(1, 28, 28)] * 4, TypeError, r"train\[0\] is a torch.float32 tensor .* \(image, label\)"),
     ([(Image.new("L", (28, 28)), 0)] * 4, TypeError, r"PIL.*transform=torchvision.transforms.ToTensor\(\)"),
     ([(torch.zeros(1, 28, 28, dtype=torch.uint8), 0)] * 4, TypeError, r"uint8.*ToTensor\(\) scales"),
     ([(torch.zeros(28, 28), 0)] * 4, ValueError, r"\[28, 28\].*image.unsqueeze\(0\)"),
