@@ -74,16 +74,11 @@ def test_subset_and_dataloader_train_and_learn():
 
 
 def make_folder(root: Path, classes=("cat", "dog"), n=12, size=16, mode="RGB") -> Path:
-    """Generated PNGs: class k is a bright square in corner k."""
-    g = torch.Generator().manual_seed(0)
-    for k, name in enumerate(classes):
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            pixels = torch.randint(0, 60, (size, size, 3), generator=g, dtype=torch.uint8)
-            r, c = divmod(k, 2)
-            pixels[r * size // 2:(r + 1) * size // 2, c * size // 2:(c + 1) * size // 2] = 255
-            Image.fromarray(pixels.numpy()).convert(mode).save(root / name / f"{i}.png")
-    return root
+    """Generated PNGs (tools/make_image_folder.py): class k is a bright square in quarter k."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    from make_image_folder import make_folder as make
+
+    return make(root, classes, n, size, mode)
 
 
 def test_torchvision_image_folder_and_for_dataset(tmp_path):
