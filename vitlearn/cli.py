@@ -50,14 +50,14 @@ def _train_data(args):
                                         val_split=args.val_split, seed=args.seed)
         if args.limit:
             train = Subset(train, range(min(args.limit, len(train))))
-        return train, test, f"image folder {args.data_dir}"
+        return train, test, f"images of {args.data_dir}"
     train = load_dataset(args.dataset, train=True, data_dir=args.data_dir)
     test = load_dataset(args.dataset, train=False, data_dir=args.data_dir)
     if args.img_size and args.img_size != train.images.shape[-1]:
         train, test = train.resize(args.img_size), test.resize(args.img_size)
     if args.limit:
         train, test = train[:args.limit], test[:max(1, args.limit // 6)]
-    return train, test, train.name
+    return train, test, f"{train.name} images"
 
 
 def _train(args) -> int:
@@ -76,7 +76,7 @@ def _train(args) -> int:
     torch.manual_seed(args.seed)
     model = ViT.for_dataset(train, **_model_flags(args))
     print(f"training a ViT ({sum(p.numel() for p in model.parameters()):,} parameters) on "
-          f"{len(train):,} {name} images for {args.epochs} epoch(s)", flush=True)
+          f"{len(train):,} {name} for {args.epochs} epoch(s)", flush=True)
     history = fit(model, train, test, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                   optimizer=args.optimizer, seed=args.seed, progress=not args.no_progress, device=args.device,
                   checkpoint=args.output, compile=args.compile)

@@ -553,7 +553,8 @@ def train_one_epoch(net: nn.Module, model: nn.Module, train, optimizer, schedule
     return sums[0].item() / sums[2].item(), sums[1].item() / sums[2].item()
 
 
-# -- 5. record -----------------------------------------------------------------------------
+# -- 4. evaluate: ``evaluate`` above (public: also called on its own) ----------------------
+# -- 5. record (6. save: ``checkpoint.save``) -----------------------------------------------
 
 def _record(history: History, epoch: int, loss: float, acc: float, test_acc: float, optimizer,
             seconds: float) -> None:
