@@ -39,16 +39,16 @@ def main() -> None:
         make_folder(folder / "val", CLASSES, 50, 32, seed=1)
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize(0.5, 0.5)])
     run("ImageFolder (generated PNGs)", datasets.ImageFolder(folder / "train", tf),
-        datasets.ImageFolder(folder / "val", tf), epochs=3, batch_size=32)
+        datasets.ImageFolder(folder / "val", tf), epochs=2, batch_size=32)
 
     _, _, mean, std = DATASETS["mnist"]
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((mean,), (std,))])
     root = str(resolve_data_dir())
-    run("torchvision MNIST, ToTensor", Subset(datasets.MNIST(root, train=True, transform=tf), range(10_000)),
-        Subset(datasets.MNIST(root, train=False, transform=tf), range(2_000)), epochs=1)
+    run("torchvision MNIST, ToTensor", Subset(datasets.MNIST(root, train=True, transform=tf), range(5_000)),
+        Subset(datasets.MNIST(root, train=False, transform=tf), range(1_000)), epochs=1)
 
-    mnist = vitlearn.load_dataset("mnist", train=True)[:10_000]
-    test = vitlearn.load_dataset("mnist", train=False)[:2_000]
+    mnist = vitlearn.load_dataset("mnist", train=True)[:5_000]
+    test = vitlearn.load_dataset("mnist", train=False)[:1_000]
     run("TensorDataset (MNIST tensors)", TensorDataset(normalize(mnist.images, mean, std), mnist.labels),
         TensorDataset(normalize(test.images, mean, std), test.labels), epochs=1)
 

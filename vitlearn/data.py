@@ -1,7 +1,12 @@
-"""MNIST and Fashion-MNIST held in memory as uint8 tensors, batched and augmented as tensors.
+"""The data: MNIST and Fashion-MNIST in memory, any image Dataset, a folder of images, and
+the one batch source through which ``fit`` and ``evaluate`` get all of them.
 
-60,000 28x28 images are 47 MB as uint8, so the whole set lives in memory and each batch is
-one indexing operation: no DataLoader workers and no per-image PIL calls on the hot path.
+60,000 28x28 images are 47 MB as uint8, so MNIST lives in memory (:class:`ImageDataset`) and
+each batch is one indexing operation: no DataLoader workers and no per-image PIL calls on the
+hot path. Any other map-style Dataset of (image [C, H, W] float, label) comes in through the
+same :class:`BatchSource`, which batches it by index in the order the shuffle generator draws
+and applies the same random shifts; :class:`ImageFolderDataset` reads a folder laid out as
+torchvision's ``ImageFolder`` (what ``python -m vitlearn train --data-dir`` trains on).
 """
 
 from __future__ import annotations
