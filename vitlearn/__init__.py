@@ -27,7 +27,7 @@ from .data import DataNotFoundError, ImageDataset, load_dataset
 from .encoder import MLP, EncoderBlock, NoResidualBlock, PostNormBlock, TransformerEncoder
 from .experiments import Comparison, Variant, compare
 from .head import ClassificationHead, MLPHead
-from .model import ViT, ViTConfig, eval_mode
+from .model import ViT, ViTConfig
 from .patches import HybridEmbedding, PatchEmbedding, patchify, unpatchify
 from .tokens import (
                      ClassToken,
@@ -36,7 +36,7 @@ from .tokens import (
                      resample_position_embedding,
                      sincos_2d_position_embedding,
 )
-from .training import Evaluation, History, default_device, evaluate, fit
+from .training import Evaluation, History, default_device, eval_mode, evaluate, fit
 from .versions import VersionMismatchError, require_version
 from .versions import __version__ as __version__  # the release (pyproject.toml says the same)
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from .contract import check_dropout, check_positive_int, takes_keyword
+from .contract import asks_for_weights, check_dropout, check_positive_int, takes_keyword
 
 __all__ = ["scaled_dot_product_attention", "MultiHeadSelfAttention", "record_attention", "check_heads",
            "check_num_queries"]
@@ -131,10 +131,12 @@ def record_attention(module: nn.Module) -> Iterator[list[torch.Tensor]]:
     The attention layers are the submodules registered as ``attn`` (``block.attn``), or
     ``module`` itself when it has none and its ``forward`` takes ``need_weights``. Hooks ask
     each of them for its weights (``need_weights=True``), keep them in the list (in the order
-    the layers run) and hand the rest of the model only the output, so no other layer needs to
-    know. The hooks are removed on exit, also when the forward pass raises. Like the timm
-    ``forward_intermediates`` and vit-pytorch ``Recorder`` approaches, this leaves the forward
-    code of the blocks untouched.
+    the layers run) and hand the caller what it asked for: only the output, so no other layer
+    needs to know, or ``(out, weights)`` to a block that itself calls
+    ``self.attn(x, need_weights=True)``, exactly as without the recorder. The hooks are
+    removed on exit, also when the forward pass raises. Like the timm
+    ``forward_intermediates`` and vit-pytorch ``Recorder`` approaches, this leaves the
+    forward code of the blocks untouched.
     """
     layers = [m for name, m in module.named_modules() if name.rsplit(".", 1)[-1] == "attn"]
     if not layers and takes_keyword(module, "need_weights"):
@@ -144,18 +146,23 @@ def record_attention(module: nn.Module) -> Iterator[list[torch.Tensor]]:
                          f"submodules is registered as `attn` (self.attn = ...) and its forward "
                          f"takes no need_weights argument")
     maps: list[torch.Tensor] = []
+    caller_asked: list[bool] = []  # per call in flight: did the caller itself ask for the weights?
 
     def ask_for_weights(layer, args, kwargs):
-        if len(args) < 2:  # need_weights not given positionally
+        caller_asked.append(asks_for_weights(args, kwargs))
+        if len(args) > 1:
+            args = (args[0], True, *args[2:])
+        else:
             kwargs = {**kwargs, "need_weights": True}
         return args, kwargs
 
     def keep_weights(layer, args, output):
+        asked = caller_asked.pop()
         if not (isinstance(output, tuple) and len(output) == 2 and isinstance(output[1], torch.Tensor)):
             raise TypeError(f"{type(layer).__name__}.forward(x, need_weights=True) must return "
                             f"(out, weights [B, heads, N, N]); got {type(output).__name__}")
         maps.append(output[1])
-        return output[0]
+        return output if asked else output[0]
 
     handles = []
     try:

@@ -8,36 +8,83 @@ from pathlib import Path
 
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+from torch.utils.data import Subset
 
 from .checkpoint import CheckpointError, load, load_checkpoint
-from .data import DATASETS, DataNotFoundError, load_dataset, normalize
+from .data import (
+    DATASETS,
+    IMAGE_EXTENSIONS,
+    DataNotFoundError,
+    ImageFolderDataset,
+    load_dataset,
+    load_image_folder,
+    normalize,
+    read_image,
+)
 from .model import ViT, ViTConfig
 from .training import OPTIMIZERS, TrainConfig, evaluate, fit
 
 # train's flags that set the model: --patch-size -> ViTConfig.patch_size, ...
 MODEL_FLAGS = ("patch_size", "embed_dim", "depth", "num_heads")
+_TRAIN = TrainConfig()  # train's defaults are fit's
 
 
-def _model_config(args, num_classes: int):
-    """The ViTConfig of ``train``'s model flags (--patch-size, --embed-dim, ...)."""
-    return ViTConfig(num_classes=num_classes, **{name: getattr(args, name) for name in MODEL_FLAGS})
+def _model_flags(args) -> dict:
+    """``train``'s model flags that were given (--patch-size, --embed-dim, ...)."""
+    return {name: getattr(args, name) for name in MODEL_FLAGS if getattr(args, name) is not None}
+
+
+def _model_config(args, num_classes: int) -> ViTConfig:
+    """The ViTConfig of ``train``'s model flags, the rest ViTConfig's defaults."""
+    return ViTConfig(num_classes=num_classes, **_model_flags(args))
+
+
+def is_image_folder(data_dir) -> bool:
+    """Whether ``--data-dir`` points at a folder of images (one sub-folder per class, or
+    train/ and val/ splits of those) rather than at a folder holding MNIST/raw or
+    FashionMNIST/raw: it exists, holds no MNIST or FashionMNIST folder, and has a sub-folder."""
+    if data_dir is None:
+        return False
+    root = Path(data_dir).expanduser()
+    if not root.is_dir() or any((root / name).exists() for name, *_ in DATASETS.values()):
+        return False
+    return any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir())
+
+
+def _train_data(args):
+    """(train, test, name) from --data-dir (a folder of images) or --dataset (MNIST ...)."""
+
+
+    if is_image_folder(args.data_dir):
+        train, test = load_image_folder(args.data_dir, img_size=args.img_size,
+                                        val_split=args.val_split, seed=args.seed)
+        if args.limit:
+            train = Subset(train, range(min(args.limit, len(train))))
+        return train, test, f"images of {args.data_dir}"
+    train = load_dataset(args.dataset, train=True, data_dir=args.data_dir)
+    test = load_dataset(args.dataset, train=False, data_dir=args.data_dir)
+    if args.img_size and args.img_size != train.images.shape[-1]:
+        train, test = train.resize(args.img_size), test.resize(args.img_size)
+    if args.limit:
+        train, test = train[:args.limit], test[:max(1, args.limit // 6)]
+    return train, test, f"{train.name} images"
 
 
 def _train(args) -> int:
-    # Nonsense flags fail here, before the data is loaded.
-    config = _model_config(args, num_classes=len(DATASETS[args.dataset][1]))
+
+    # Nonsense flags fail here, before the data is loaded (a folder's image size is known
+    # only once it has been read: ViT.for_dataset checks the model flags against it).
+    if not is_image_folder(args.data_dir):
+        _model_config(args, num_classes=len(DATASETS[args.dataset][1]))
     TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                 optimizer=args.optimizer)
     if args.limit < 0:
         raise ValueError(f"--limit must be >= 0 (0: all images), got {args.limit}")
-    train = load_dataset(args.dataset, train=True, data_dir=args.data_dir)
-    test = load_dataset(args.dataset, train=False, data_dir=args.data_dir)
-    if args.limit:
-        train, test = train[:args.limit], test[:max(1, args.limit // 6)]
+    train, test, name = _train_data(args)
     torch.manual_seed(args.seed)
-    model = ViT.from_config(config)
+    model = ViT.for_dataset(train, **_model_flags(args))
     print(f"training a ViT ({sum(p.numel() for p in model.parameters()):,} parameters) on "
-          f"{len(train):,} {train.name} images for {args.epochs} epoch(s)", flush=True)
+          f"{len(train):,} {name} for {args.epochs} epoch(s)", flush=True)
     history = fit(model, train, test, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                   optimizer=args.optimizer, seed=args.seed, progress=not args.no_progress, device=args.device,
                   checkpoint=args.output, compile=args.compile)
@@ -49,12 +96,25 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
+
     state = load_checkpoint(args.checkpoint)
     name = args.dataset or (state.get("dataset") or {}).get("name", "mnist")
     model = load(args.checkpoint)
-    test = load_dataset(name, train=False, data_dir=args.data_dir)
+    if is_image_folder(args.data_dir):  # its val/ or test/ split, else every image in it
+        root = Path(args.data_dir).expanduser()
+        split = next((root / s for s in ("val", "test") if (root / s).is_dir()), root)
+        classes = (state.get("dataset") or {}).get("classes")
+        test = ImageFolderDataset(split, img_size=model.img_size, in_chans=model.in_chans,
+                                  classes=tuple(classes) if classes else None)
+        name = f"images of {split}"
+    elif name not in DATASETS:
+        raise ValueError(f"{args.checkpoint} was trained on {name!r} data; evaluate it on a folder "
+                         f"of images with --data-dir path/to/images/")
+    else:
+        test = load_dataset(name, train=False, data_dir=args.data_dir)
+        name = f"{name} test images"
     result = evaluate(model, test, device=args.device)
-    print(f"test accuracy: {result.accuracy:.2%} ({len(test):,} {name} test images)")
+    print(f"test accuracy: {result.accuracy:.2%} ({len(test):,} {name})")
     return 0
 
 
@@ -84,27 +144,50 @@ def _border_is_bright(x: torch.Tensor) -> bool:
     return bool(border > x.float().mean())
 
 
+def _image_files(paths: list[str]) -> list[Path]:
+    """The image files named, and those inside the folders named (sorted)."""
+
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                print(f"error: the folder {path} holds no images", file=sys.stderr)
+            files += found
+        else:
+            files.append(path)
+    return files
+
+
 def _predict(args) -> int:
+
     info = load_checkpoint(args.checkpoint).get("dataset") or {}
     name = info.get("name", "mnist")
+    mnist_like = name in DATASETS
     _, classes, mean, std = DATASETS.get(name, DATASETS["mnist"])
-    classes = info.get("classes", classes)
+    classes = info.get("classes") or classes
+    mean, std = info.get("mean", mean), info.get("std", std)
     model = load(args.checkpoint)
     status = 0
-    for path in args.images:
+    for path in _image_files(args.images):
         try:
-            x = load_image(path, size=model.img_size, invert=args.invert)
+            if mnist_like:  # grey digits, white on black: inverted when drawn dark on light
+                x = normalize(load_image(path, size=model.img_size, invert=args.invert)[None], mean, std)
+            else:  # as the training folder's images were read (grey or RGB, the same scaling)
+                x = read_image(path, img_size=model.img_size, in_chans=model.in_chans,
+                               mean=0.0 if mean is None else mean, std=1.0 if std is None else std)[None]
         except (ValueError, FileNotFoundError) as err:
             print(f"error: {err}", file=sys.stderr)
             status = 1
             continue
-        probs = model.predict_proba(normalize(x[None], info.get("mean", mean), info.get("std", std)))[0]
+        probs = model.predict_proba(x)[0]
         p, k = probs.max(dim=0)
         print(f"{path}: {classes[k]} (probability {p.item():.3f})")
     return status
 
 
 def _info(args) -> int:
+
     model = ViT()
     print(f"default ViT: {model.config}")
     print(f"parameters: {sum(p.numel() for p in model.parameters()):,}")
@@ -115,21 +198,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vitlearn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train the default ViT and save a checkpoint")
-    t.add_argument("--epochs", type=int, default=5)
-    t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
-    t.add_argument("--optimizer", default="adamw", choices=OPTIMIZERS,
+    t = sub.add_parser("train", help="train a ViT (on MNIST, or on a folder of your images) and "
+                       "save a checkpoint")
+    t.add_argument("--epochs", type=int, default=_TRAIN.epochs, help="(default: %(default)s)")
+    t.add_argument("--batch-size", type=int, default=_TRAIN.batch_size, help="(default: %(default)s)")
+    t.add_argument("--lr", type=float, default=_TRAIN.lr, help="peak learning rate (default: %(default)s)")
+    t.add_argument("--optimizer", default=_TRAIN.optimizer, choices=OPTIMIZERS,
                    help="adamw, or muon for the encoder's matrices (default: %(default)s)")
     t.add_argument("--dataset", default="mnist", choices=sorted(DATASETS))
-    t.add_argument("--data-dir", default=None, help="folder holding MNIST/raw or "
-                   "FashionMNIST/raw (default: $VITLEARN_DATA_DIR, else ~/.cache/vitlearn/data)")
+    t.add_argument("--data-dir", default=None, help="a folder of your images, one sub-folder per "
+                   "class (with train/ and val/ or test/ splits, or cut by --val-split); or the "
+                   "folder holding MNIST/raw or FashionMNIST/raw (default: $VITLEARN_DATA_DIR, "
+                   "else ~/.cache/vitlearn/data)")
+    t.add_argument("--img-size", type=int, default=None, help="resize every image to N x N pixels "
+                   "(default: the images' own size, which must then be one square size)")
+    t.add_argument("--val-split", type=float, default=0.1, help="share of a folder without val/ or "
+                   "test/ kept for validation (default: %(default)s)")
     t.add_argument("--output", "-o", default="vit-mnist.pt", help="checkpoint path")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=_TRAIN.seed)
     t.add_argument("--device", default=None, help="cpu, cuda, mps (default: automatic)")
-    for name in MODEL_FLAGS:  # defaults from ViTConfig; checked by it
-        t.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(ViTConfig, name),
-                       help=f"model {name} (default: %(default)s)")
+    for name in MODEL_FLAGS:  # defaults from ViTConfig (via ViT.for_dataset); checked by it
+        default = getattr(ViTConfig, name)
+        more = " for 28x28 images, else the divisor of the image size nearest to it" \
+            if name == "patch_size" else ""
+        t.add_argument(f"--{name.replace('_', '-')}", type=int, default=None,
+                       help=f"model {name} (default: {default}{more})")
     t.add_argument("--limit", type=int, default=0, help="train on the first N images only "
                    "(and test on N/6): a quick smoke run")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -141,13 +234,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("checkpoint")
     e.add_argument("--dataset", default=None, choices=sorted(DATASETS),
                    help="default: the data set the checkpoint was trained on")
-    e.add_argument("--data-dir", default=None)
+    e.add_argument("--data-dir", default=None, help="a folder of images (its val/ or test/ split "
+                   "when present, else all of it), or the folder holding MNIST/raw")
     e.add_argument("--device", default=None)
     e.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("predict", help="classify PNG/JPEG images with a checkpoint")
+    p = sub.add_parser("predict", help="classify PNG/JPEG images (or the images in folders) with a "
+                       "checkpoint")
     p.add_argument("checkpoint")
-    p.add_argument("images", nargs="+")
+    p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
                    help="MNIST digits are white on black; 'auto' inverts dark-on-light images")
     p.set_defaults(func=_predict)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .attention import MultiHeadSelfAttention, check_heads, check_num_queries
-from .contract import build_part, check_dropout, check_positive_int, takes_keyword
+from .contract import build_part, call_with_queries, check_dropout, check_positive_int
 
 __all__ = ["MLP", "EncoderBlock", "PostNormBlock", "NoResidualBlock", "TransformerEncoder"]
 
@@ -69,11 +69,7 @@ class EncoderBlock(nn.Module):
                  norm_eps: float = 1e-6):
         super().__init__()
         _check_block_args(type(self).__name__, embed_dim, num_heads, mlp_ratio, dropout, attn_dropout)
-        options = {}
-        if attn_dropout:
-            options["attn_dropout"] = (attn_dropout, f"attn_dropout={attn_dropout}")
-        if dropout:
-            options["proj_dropout"] = (dropout, f"dropout={dropout}")
+        options = {k: v for k, v in (("attn_dropout", attn_dropout), ("proj_dropout", dropout)) if v}
         self.norm1 = nn.LayerNorm(embed_dim, eps=norm_eps)
         self.attn = build_part(attn_layer or MultiHeadSelfAttention, "attn_layer",
                                dict(embed_dim=embed_dim, num_heads=num_heads), options)
@@ -95,13 +91,9 @@ class EncoderBlock(nn.Module):
     def _attend(self, x: torch.Tensor, n: int) -> torch.Tensor:
         """Attention outputs of the first n tokens: ours computes only those; a learner's
         attention without ``num_queries`` computes all N, of which the first n are kept."""
-        if n == x.shape[1]:
-            return self.attn(x)
         # ours takes num_queries (known without a signature lookup, which torch.compile would trace)
-        if type(self.attn).forward is MultiHeadSelfAttention.forward or \
-                takes_keyword(self.attn, "num_queries"):
-            return self.attn(x, num_queries=n)
-        return self.attn(x)[:, :n]
+        ours = type(self.attn).forward is MultiHeadSelfAttention.forward
+        return call_with_queries(self.attn, x, n, takes_it=True if ours else None)
 
 
 class PostNormBlock(EncoderBlock):
@@ -156,13 +148,8 @@ class TransformerEncoder(nn.Module):
         super().__init__()
         check_positive_int("TransformerEncoder", depth=depth)
         _check_block_args("TransformerEncoder", embed_dim, num_heads, mlp_ratio, dropout, attn_dropout)
-        options = {}
-        if dropout:
-            options["dropout"] = (dropout, f"dropout={dropout}")
-        if attn_dropout:
-            options["attn_dropout"] = (attn_dropout, f"attn_dropout={attn_dropout}")
-        if attn_layer is not None:
-            options["attn_layer"] = (attn_layer, f"attn_layer={getattr(attn_layer, '__name__', attn_layer)}")
+        options = {k: v for k, v in (("dropout", dropout), ("attn_dropout", attn_dropout),
+                                     ("attn_layer", attn_layer)) if v}
         shape = dict(embed_dim=embed_dim, num_heads=num_heads, mlp_ratio=mlp_ratio)
         self.blocks = nn.ModuleList(build_part(block_fn or EncoderBlock, "block_fn", shape, options)
                                     for _ in range(depth))
@@ -176,6 +163,5 @@ class TransformerEncoder(nn.Module):
         last = self.blocks[-1]
         if num_queries is None:
             return last(x)
-        if type(last).forward is EncoderBlock.forward or takes_keyword(last, "num_queries"):
-            return last(x, num_queries=num_queries)
-        return last(x)[:, :num_queries]  # a learner's block: computes all N, keep the first n
+        ours = type(last).forward is EncoderBlock.forward  # a learner's block may compute all N
+        return call_with_queries(last, x, num_queries, takes_it=True if ours else None)

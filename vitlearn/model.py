@@ -16,8 +16,12 @@ keeps it as ``model.config``, checkpoints store it, the command line builds it.
 
 Every part is built by a constructor argument (``embed_layer``, ``cls_token_layer``,
 ``pos_embed_layer``, ``attn_layer``, ``block_fn``, ``head_layer``; None means ours), each
-called with keyword arguments (:mod:`vitlearn.contract`), so a hand-written part can be
-plugged into the real model.
+called with keyword arguments (the table :data:`vitlearn.contract.PARTS`), so a hand-written
+part can be plugged into the real model; the first forward pass at each image shape checks
+the shape each part returns.
+
+The file reads top to bottom: the config, the model (its parts), the forward pass, model
+surgery (``reset_classifier``, ``set_img_size``), the converters' class methods.
 Initialisation follows vit-pytorch: PyTorch's default Linear init, and [CLS] and position
 embeddings drawn from N(0, 1). timm's N(0, 0.02) everywhere suits long ImageNet schedules;
 on MNIST in a few epochs it learns far slower (``benchmarks/init_comparison.py``).
@@ -30,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -38,13 +42,14 @@ from torch import nn
 
 from . import pretrained
 from .attention import check_heads, record_attention
-from .contract import build_part, check_dropout, check_positive_int, part_name
+from .contract import build_part, check_dropout, check_positive_int, checking_part_outputs, part_name
+from .data import BatchSource
 from .encoder import TransformerEncoder, check_mlp_ratio
 from .head import ClassificationHead
 from .patches import PatchEmbedding, check_images, check_patch_size
 from .tokens import ClassToken, PositionEmbedding, SinCosPositionEmbedding
 
-__all__ = ["ViT", "ViTConfig", "eval_mode", "POOLS", "POS_EMBEDS"]
+__all__ = ["ViT", "ViTConfig", "POOLS", "POS_EMBEDS"]
 
 POOLS = ("cls", "mean")
 POS_EMBEDS = ("learned", "sincos", "none")
@@ -96,18 +101,6 @@ class ViTConfig:
     def replace(self, **changes) -> ViTConfig:
         """A copy with some fields changed (and checked again)."""
         return dataclasses.replace(self, **changes)
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Run ``model`` in eval mode without gradients, then restore its train/eval mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield model
-    finally:
-        model.train(was_training)
 
 
 _DEFAULT = ViTConfig()
@@ -165,12 +158,46 @@ class ViT(nn.Module):
         self._head_layer = head_layer or ClassificationHead  # reset_classifier builds another
         self.head = build_part(self._head_layer, "head_layer",                              # step 8
                                dict(embed_dim=cfg.embed_dim, num_classes=cfg.num_classes))
+        self._checked_shapes: set[tuple[int, ...]] = set()  # image shapes whose parts were checked
 
     @classmethod
     def from_config(cls, config: ViTConfig | dict, **parts) -> ViT:
         """A ViT of this configuration (a :class:`ViTConfig` or its dict, as checkpoints store)."""
         fields = dataclasses.asdict(config) if isinstance(config, ViTConfig) else dict(config)
         return cls(**fields, **parts)
+
+    @classmethod
+    def for_dataset(cls, data, **overrides) -> ViT:
+        """A ViT shaped by ``data``: channels and image size from its first image, the number
+        of classes from its ``classes`` (else its largest label + 1); ``overrides`` are any
+        other :class:`ViTConfig` fields and parts (``depth=6``, ``attn_layer=...``).
+        ``data``: a vitlearn ``ImageDataset``, any Dataset of (image [C, H, W], label)
+        (``ImageFolder``, ``TensorDataset``, ``Subset``, torchvision's MNIST with
+        ``ToTensor()``) or a DataLoader. The patch size is 7 when it divides the image size,
+        else the divisor of the image size nearest to 7 (32 -> 8): pass ``patch_size=`` to
+        choose. The class names go into the checkpoints that ``fit`` writes, so that
+        ``python -m vitlearn predict`` prints them."""
+        source = BatchSource(data, "data")
+        c, h, w = source.first_image().shape
+        size = overrides.pop("img_size", None) or h
+        if h != w and "img_size" not in overrides and size == h:
+            raise ValueError(f"the images are {h}x{w} and a ViT takes square images; resize them "
+                             f"in the dataset's transform (transforms.Resize(({h}, {h}))), or pass "
+                             f"img_size= and resize to it")
+        classes, targets = source.classes, source.targets()
+        if "num_classes" not in overrides:
+            if classes:
+                overrides["num_classes"] = len(classes)
+            elif targets is not None and targets.numel():
+                overrides["num_classes"] = int(targets.max()) + 1
+            else:
+                raise ValueError(f"ViT.for_dataset: {type(source.dataset).__name__} lists neither "
+                                 f"classes nor targets; pass num_classes=")
+        if "patch_size" not in overrides:
+            overrides["patch_size"] = min((p for p in range(1, size + 1) if size % p == 0),
+                                          key=lambda p: (abs(p - _DEFAULT.patch_size), p))
+        overrides.setdefault("in_chans", c)
+        return cls(img_size=size, **overrides)
 
     # The attributes a learner reads most, kept in step with the config.
     @property
@@ -198,6 +225,8 @@ class ViT(nn.Module):
         """The dtype the model computes in (that of its first parameter)."""
         return next(self.parameters()).dtype
 
+    # -- forward: images -> tokens -> logits (steps 1-8) --------------------------------------
+
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Steps 1-6: images [B, C, H, W] -> tokens [B, 1+N, D] ready for the encoder.
 
@@ -215,7 +244,8 @@ class ViT(nn.Module):
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         """Steps 1-7: the encoded tokens [B, 1+N, D] (no [CLS] with pool='mean': [B, N, D])."""
-        return self.encoder(self.embed(images))
+        with self._checking_parts(images):
+            return self.encoder(self.embed(images))
 
     def forward_head(self, tokens: torch.Tensor) -> torch.Tensor:
         """Step 8: pool the tokens (the [CLS] one, or the mean) and classify -> logits."""
@@ -232,22 +262,85 @@ class ViT(nn.Module):
         overrides ``forward_features`` (as notebook 00's ``MyViT``) gets it called as written.
         """
         if self.pool == "cls" and type(self).forward_features is ViT.forward_features:
-            cls = self.encoder(self.embed(images), num_queries=1)  # [B, 1, D]
-            return self.forward_head(cls)
-        return self.forward_head(self.forward_features(images))  # logits [B, classes]
+            with self._checking_parts(images):
+                cls = self.encoder(self.embed(images), num_queries=1)  # [B, 1, D]
+                return self.forward_head(cls)
+        with self._checking_parts(images):
+            return self.forward_head(self.forward_features(images))  # logits [B, classes]
+
+    def _checking_parts(self, images: torch.Tensor):
+        """The first forward pass at each image shape checks every part's output shape where
+        it plugs in (:func:`vitlearn.contract.checking_part_outputs`): a wrong one is named
+        with both shapes, instead of being broadcast away or failing deep inside torch. Later
+        passes at that shape run without the hooks (one set lookup)."""
+        if torch.compiler.is_compiling():  # traced code runs the parts unchecked
+            return nullcontext()
+        key = tuple(images.shape[1:]) if isinstance(images, torch.Tensor) else None
+        if key is None or key in self._checked_shapes:
+            return nullcontext()
+        return self._part_checks(key)
+
+    @contextmanager
+    def _part_checks(self, key: tuple[int, ...]) -> Iterator[None]:
+        cfg = self.config
+
+        def tokens_out(args, kwargs):  # attention, block: [B, n, D], n = num_queries or N
+            b, n, _ = args[0].shape
+            return b, kwargs.get("num_queries") or n, cfg.embed_dim
+
+        parts = [("embed_layer", self.patch_embed,
+                  lambda a, k: (a[0].shape[0], cfg.num_patches, cfg.embed_dim))]
+        if self.cls_token is not None:
+            parts.append(("cls_token_layer", self.cls_token,
+                          lambda a, k: (a[0].shape[0], a[0].shape[1] + 1, cfg.embed_dim)))
+        if self.pos_embed is not None:
+            parts.append(("pos_embed_layer", self.pos_embed, lambda a, k: tuple(a[0].shape)))
+        for block in self.encoder.blocks:
+            parts.append(("block_fn", block, tokens_out))
+            attn = getattr(block, "attn", None)
+            if isinstance(attn, nn.Module):
+                parts.append(("attn_layer", attn, tokens_out))
+        parts.append(("head_layer", self.head, lambda a, k: (a[0].shape[0], cfg.num_classes)))
+        with checking_part_outputs(parts):
+            yield
+        self._checked_shapes.add(key)
 
     def predict_proba(self, images: torch.Tensor) -> torch.Tensor:
         """Class probabilities softmax(logits) [B, classes], in eval mode."""
-        with eval_mode(self):
+        with self._inference():
             return self(images).softmax(dim=-1)
 
     def attention_maps(self, images: torch.Tensor) -> torch.Tensor:
         """Attention weights of every layer and head: [B, depth, heads, T, T], T = 1+N with
         [CLS] (N with pool='mean'), recorded by :func:`~vitlearn.attention.record_attention`
         in eval mode (the explicit attention path, whatever path ``forward`` uses)."""
-        with eval_mode(self), record_attention(self.encoder) as maps:
+        with self._inference(), record_attention(self.encoder) as maps:
             self.forward_features(images)
         return torch.stack(maps, dim=1)
+
+    def no_weight_decay(self) -> set[str]:
+        """Names of the parameters that AdamW must not decay towards zero: the [CLS] token and
+        the position embeddings, whoever wrote those parts (timm's convention). Norms and
+        biases are not listed: ``make_optimizer`` decays only Linear/Conv weights anyway."""
+        names = set()
+        for prefix, part in (("cls_token", self.cls_token), ("pos_embed", self.pos_embed)):
+            if part is not None:
+                names |= {f"{prefix}.{name}" for name, _ in part.named_parameters()}
+        return names
+
+    @contextmanager
+    def _inference(self) -> Iterator[ViT]:
+        """Eval mode without gradients, then the train/eval mode restored (as
+        ``vitlearn.eval_mode``, which lives with training: model.py imports nothing from it)."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                yield self
+        finally:
+            self.train(was_training)
+
+    # -- model surgery: a new head, a new resolution ---------------------------------------
 
     def reset_classifier(self, num_classes: int, *, zero_init: bool = True,
                          head_layer: Callable[..., nn.Module] | None = None) -> ViT:
@@ -284,21 +377,12 @@ class ViT(nn.Module):
             head = head.to(device=old.device, dtype=old.dtype)
         head.train(self.training)
         self.head, self._head_layer, self.config = head, factory, config
+        self._checked_shapes.clear()  # a new head: check it on the next forward
         if factory is ClassificationHead:
             self.custom_layers.pop("head_layer", None)
         else:
             self.custom_layers["head_layer"] = part_name(factory)
         return self
-
-    def no_weight_decay(self) -> set[str]:
-        """Names of the parameters that AdamW must not decay towards zero: the [CLS] token and
-        the position embeddings, whoever wrote those parts (timm's convention). Norms and
-        biases are not listed: ``make_optimizer`` decays only Linear/Conv weights anyway."""
-        names = set()
-        for prefix, part in (("cls_token", self.cls_token), ("pos_embed", self.pos_embed)):
-            if part is not None:
-                names |= {f"{prefix}.{name}" for name, _ in part.named_parameters()}
-        return names
 
     def set_img_size(self, img_size: int) -> ViT:
         """Run at a new resolution: resample the position embeddings to the new patch grid."""
@@ -320,7 +404,10 @@ class ViT(nn.Module):
         for attr, value in (("img_size", img_size), ("grid_size", grid), ("num_patches", grid * grid)):
             if hasattr(self.patch_embed, attr):
                 setattr(self.patch_embed, attr, value)
+        self._checked_shapes.clear()
         return self
+
+    # -- converters: the same network from timm / Hugging Face, with its weights ------------
 
     @classmethod
     def from_timm(cls, model: nn.Module) -> ViT:

@@ -30,6 +30,19 @@ def check_patch_size(img_size: int, patch_size: int, *, what: str = "img_size") 
                          f"(or pad/resize the images)")
 
 
+def _three_d_hint(shape: torch.Size, in_chans: int | None) -> str:
+    """Which axis a 3-D tensor lacks: [C, H, W] (one image) needs the batch axis in front;
+    [B, H, W] (a batch of grey images) needs the channel axis after the batch axis."""
+    if shape[0] == (in_chans or shape[0]) and (in_chans or 1) > 1 or shape[0] == 1:
+        return (f" It reads as one image [C, H, W] = {list(shape)}: add the batch axis with "
+                f"images.unsqueeze(0) -> [1, C, H, W].")
+    if in_chans in (None, 1):
+        return (f" It reads as a batch of grey images without their channel axis [B, H, W] = "
+                f"{list(shape)}: add the channel axis with images.unsqueeze(1) -> [B, 1, H, W].")
+    return (f" The model takes in_chans={in_chans} channels: a batch is [B, {in_chans}, H, W]; "
+            f"one image [{in_chans}, H, W] needs images.unsqueeze(0).")
+
+
 def check_images(images: torch.Tensor, patch_size: int, *, in_chans: int | None = None,
                  img_size: int | None = None, dtype: torch.dtype | None = None) -> None:
     """Raise an error that says what to change when ``images`` cannot go into the model.
@@ -40,7 +53,7 @@ def check_images(images: torch.Tensor, patch_size: int, *, in_chans: int | None 
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"expected a torch.Tensor of images [B, C, H, W], got {type(images).__name__}")
     if images.ndim != 4:
-        hint = (" Add a batch dimension with images.unsqueeze(0)." if images.ndim == 3 else
+        hint = (_three_d_hint(images.shape, in_chans) if images.ndim == 3 else
                 " Add channel and batch dimensions with images[None, None]." if images.ndim == 2 else "")
         raise ValueError(f"expected a 4-D batch of images [B, C, H, W], got shape "
                          f"{tuple(images.shape)}.{hint}")

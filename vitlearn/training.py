@@ -5,9 +5,15 @@ Reproducibility: every epoch draws its shuffling, augmentation and dropout from 
 seeded by (seed, epoch), so a rerun on the same machine is bit-identical and a run resumed
 from the checkpoint of epoch k continues exactly as the uninterrupted run did.
 
-``fit`` reads as its phases, each a function below it: check the settings and the data
-(before any work can be lost), set up (process group, device, optimizer, schedule), restore
-(``resume``), then per epoch: train one epoch, evaluate, record, save.
+``fit`` reads as its phases, each a function below it: 1. check the settings and the data
+(before any work can be lost), 2. set up (process group, device, optimizer, schedule) and
+restore (``resume``), then per epoch: 3. train one epoch, 4. evaluate, 5. record, 6. save.
+
+Data: vitlearn's in-memory ``ImageDataset`` (MNIST, Fashion-MNIST; normalised here with its
+mean and std) or any map-style ``torch.utils.data.Dataset`` of ``(image [C, H, W] float,
+label)`` items, or a ``DataLoader``; both come in through one
+:class:`~vitlearn.data.BatchSource`, which hands ``fit`` and ``evaluate`` ready batches.
+A generic dataset's images are normalised by its own transform, never here.
 """
 
 from __future__ import annotations
@@ -26,11 +32,10 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from .contract import check_positive_int
-from .data import ImageDataset, iterate_batches, load_dataset, normalize, random_shift
-from .model import eval_mode
+from .data import BatchSource, ImageDataset, load_dataset
 from .optim import MuonAdamW
 
-__all__ = ["fit", "evaluate", "History", "Evaluation", "TrainConfig", "default_device",
+__all__ = ["fit", "evaluate", "eval_mode", "History", "Evaluation", "TrainConfig", "default_device",
            "warmup_cosine", "make_optimizer", "epoch_generators", "train_one_epoch"]
 
 #: the optimizers ``fit`` can train with (``make_optimizer`` builds them)
@@ -97,14 +102,19 @@ class TrainConfig:
         check_positive_int("fit", minimum=0, max_shift=self.max_shift, seed=self.seed)
         _check_number("lr", self.lr, low=0, low_open=True)
         _check_number("weight_decay", self.weight_decay, low=0)
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"fit: optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}, "
-                             f"got optimizer={self.optimizer!r}")
+        _check_optimizer(self.optimizer)
         _check_number("warmup_epochs", self.warmup_epochs, low=0)
         _check_number("min_lr_factor", self.min_lr_factor, low=0, high=1)
         _check_number("label_smoothing", self.label_smoothing, low=0, high=1, high_open=True)
         if self.clip_grad is not None:
             _check_number("clip_grad", self.clip_grad, low=0)
+
+
+def _check_optimizer(name: str) -> None:
+    """The one check of an optimizer's name (TrainConfig's and make_optimizer's)."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"fit: optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}, "
+                         f"got optimizer={name!r}")
 
 
 def _check_number(name: str, value, *, low: float, high: float = math.inf, low_open: bool = False,
@@ -147,30 +157,35 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, min_factor: fl
     return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _dataset_info(data: ImageDataset) -> dict:
-    return {"name": data.name, "classes": list(data.classes), "mean": data.mean, "std": data.std}
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, data: ImageDataset | None = None, *, dataset: str = "mnist",
-             data_dir=None, batch_size: int = 1000, device=None) -> Evaluation:
-    """Accuracy and mean cross-entropy of ``model`` on ``data`` (default: the test set)."""
-    data = data if data is not None else load_dataset(dataset, train=False, data_dir=data_dir)
-    device = default_device(device) if device is not None else next(model.parameters()).device
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run ``model`` in eval mode without gradients, then restore its train/eval mode."""
     was_training = model.training
     model.eval()
-    preds, total_loss = [], 0.0
     try:
-        for images, labels in iterate_batches(data.images, data.labels, batch_size):
-            x = normalize(images.to(device), data.mean, data.std)
-            logits = model(x)
-            total_loss += F.cross_entropy(logits, labels.to(device), reduction="sum").item()
-            preds.append(logits.argmax(dim=-1).cpu())
+        with torch.no_grad():
+            yield model
     finally:
         model.train(was_training)
-    predictions = torch.cat(preds)
-    accuracy = (predictions == data.labels).float().mean().item()
-    return Evaluation(accuracy, total_loss / len(data), predictions, data.labels)
+
+
+def evaluate(model: nn.Module, data=None, *, dataset: str = "mnist", data_dir=None,
+             batch_size: int = 1000, device=None) -> Evaluation:
+    """Accuracy and mean cross-entropy of ``model`` on ``data`` (default: the test set of
+    ``dataset``): an ``ImageDataset``, any Dataset of (image [C, H, W], label), or a DataLoader."""
+    data = data if data is not None else load_dataset(dataset, train=False, data_dir=data_dir)
+    source = data if isinstance(data, BatchSource) else BatchSource(data, "data")
+    device = default_device(device) if device is not None else next(model.parameters()).device
+    preds, labels, total_loss = [], [], 0.0
+    with eval_mode(model):
+        for x, y in source.eval_batches(batch_size, device):
+            logits = model(x)
+            total_loss += F.cross_entropy(logits, y.to(device), reduction="sum").item()
+            preds.append(logits.argmax(dim=-1).cpu())
+            labels.append(y)
+    predictions, labels = torch.cat(preds), torch.cat(labels)
+    accuracy = (predictions == labels).float().mean().item()
+    return Evaluation(accuracy, total_loss / len(labels), predictions, labels)
 
 
 def make_optimizer(model: nn.Module, *, lr: float, weight_decay: float,
@@ -189,6 +204,7 @@ def make_optimizer(model: nn.Module, *, lr: float, weight_decay: float,
     parameter in one kernel instead of a dozen small ops per tensor (compare the rows vitlearn
     and vitlearn/torch-AdamW of ``python benchmarks/throughput.py``).
     """
+    _check_optimizer(optimizer)
     model = ckpt._unwrap(model)
     layers = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
     matrices = {id(m.weight) for m in model.modules() if isinstance(m, layers)}
@@ -201,8 +217,6 @@ def make_optimizer(model: nn.Module, *, lr: float, weight_decay: float,
               {"params": no_decay, "weight_decay": 0.0}]
     if optimizer == "muon":
         return MuonAdamW(_muon_groups(model, groups), lr=lr)
-    if optimizer != "adamw":
-        raise ValueError(f"optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}, got {optimizer!r}")
     try:
         return torch.optim.AdamW(groups, lr=lr, fused=True)
     except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
@@ -229,7 +243,7 @@ def _muon_groups(model: nn.Module, groups: list[dict]) -> list[dict]:
 _DEFAULT = TrainConfig()
 
 
-def fit(model: nn.Module, train: ImageDataset | None = None, test: ImageDataset | None = None, *,
+def fit(model: nn.Module, train=None, test=None, *,
         dataset: str = "mnist", data_dir=None, epochs: int = _DEFAULT.epochs,
         batch_size: int = _DEFAULT.batch_size, lr: float = _DEFAULT.lr,
         weight_decay: float = _DEFAULT.weight_decay, optimizer: str = _DEFAULT.optimizer,
@@ -243,6 +257,14 @@ def fit(model: nn.Module, train: ImageDataset | None = None, test: ImageDataset 
         compile: bool = False) -> History:
     """Train ``model`` on ``train`` (default: the full training set of ``dataset``) and
     evaluate on ``test`` (default: its test set) after every epoch.
+
+    ``train`` / ``test``: a vitlearn ``ImageDataset`` (in memory, normalised with its mean and
+    std: the fast path), or any map-style ``torch.utils.data.Dataset`` whose items are
+    ``(image, label)`` with a float image ``[C, H, W]`` (torchvision's datasets with
+    ``transform=ToTensor()``, ``ImageFolder``, ``TensorDataset``, ``Subset``), or a
+    ``DataLoader`` (its batches used as they come, its own shuffling). A generic dataset's
+    images are normalised by its transform (``Normalize(mean, std)``), not by ``fit``. Random
+    shifts apply to both. ``test`` is required with a generic ``train``.
 
     The settings (``epochs`` ... ``seed``) are those of :class:`TrainConfig`.
     ``optimizer="muon"`` updates the encoder's weight matrices with Muon (and the rest with
@@ -259,23 +281,24 @@ def fit(model: nn.Module, train: ImageDataset | None = None, test: ImageDataset 
     long runs (``python benchmarks/throughput.py --compile``). Evaluation runs the model
     uncompiled.
 
-    Everything that can be checked is checked before the first step: the settings, that the
-    labels fit the model's outputs, that the checkpoint can be written. A loss that becomes
-    NaN or infinite stops the run with the step it happened at.
+    Everything that can be checked is checked before the first step: the settings, the
+    items of the data, their channels and size against the model, that the labels fit the
+    model's outputs (a label of a dataset that does not list its ``targets`` is checked in
+    every batch), that the checkpoint can be written. A loss that becomes NaN or infinite
+    stops the run with the step it happened at.
     """
-    # 1. Check: the settings, the data, and that the labels fit the model.
+    # 1. Check: the settings, the data, and that the data fit the model.
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          optimizer=optimizer, warmup_epochs=warmup_epochs, min_lr_factor=min_lr_factor,
                          label_smoothing=label_smoothing, clip_grad=clip_grad, max_shift=max_shift,
                          seed=seed)
-    train = train if train is not None else load_dataset(dataset, train=True, data_dir=data_dir)
-    test = test if test is not None else load_dataset(train.name, train=False, data_dir=data_dir)
+    train, test = _sources(train, test, dataset, data_dir)
     config = replace(config, dataset=train.name, train_size=len(train))
     _check_data(model, train, test)
 
     with _process_group() as (rank, world):
         # 2. Set up: device, optimizer, schedule; then restore a run to resume.
-        steps_per_epoch = _steps_per_epoch(config, world)
+        steps_per_epoch = _steps_per_epoch(config, world, train)
         device = _device(device, rank, world)
         model.to(device)
         if checkpoint is not None and rank == 0:
@@ -303,16 +326,31 @@ def fit(model: nn.Module, train: ImageDataset | None = None, test: ImageDataset 
                 if checkpoint is not None and rank == 0:
                     ckpt.save(model, ckpt.checkpoint_path(checkpoint, epoch), optimizer=optimizer,
                               scheduler=scheduler, epoch=epoch, history=history.to_dict(),
-                              train_config=asdict(config), dataset=_dataset_info(train))
+                              train_config=asdict(config), dataset=train.info())
     return history
 
 
 # -- 1. checks before any work -------------------------------------------------------------
 
-def _check_dataset(role: str, data) -> None:
-    if not isinstance(data, ImageDataset):
-        raise TypeError(f"{role} must be a vitlearn ImageDataset (vitlearn.load_dataset('mnist'), or "
-                        f"ImageDataset(images, labels, classes, mean, std)), got {type(data).__name__}")
+def _sources(train, test, dataset: str, data_dir) -> tuple[BatchSource, BatchSource]:
+    """The training and test data as batch sources (MNIST by default), their items checked."""
+    if train is None:
+        train = load_dataset(dataset, train=True, data_dir=data_dir)
+    if test is None:
+        if not isinstance(train, ImageDataset):
+            raise TypeError("fit(model, train) with a generic dataset needs test= too (data to "
+                            "evaluate on after every epoch), e.g. a torch.utils.data.random_split "
+                            "of it or the dataset's own test split")
+        test = load_dataset(train.name, train=False, data_dir=data_dir)
+    sources = []
+    for role, data in (("train", train), ("test", test)):
+        if isinstance(data, ImageDataset):
+            _check_image_dataset(role, data)
+        sources.append(BatchSource(data, role))
+    return sources[0], sources[1]
+
+
+def _check_image_dataset(role: str, data: ImageDataset) -> None:
     if len(data) == 0:
         raise ValueError(f"{role} holds no images")
     if len(data.images) != len(data.labels):
@@ -322,34 +360,57 @@ def _check_dataset(role: str, data) -> None:
                         f"convert with labels.long()")
 
 
-def _num_outputs(model: nn.Module, data: ImageDataset) -> int:
+def _num_outputs(model: nn.Module, image: torch.Tensor) -> int:
     """How many classes the model predicts: its config says, else one forward pass tells."""
     config = getattr(ckpt._unwrap(model), "config", None)
     if getattr(config, "num_classes", None) is not None:
         return config.num_classes
     device = next(model.parameters()).device
     with eval_mode(model):
-        return model(normalize(data.images[:2].to(device), data.mean, data.std)).shape[-1]
+        return model(image[None].to(device)).shape[-1]
 
 
-def _check_data(model: nn.Module, train: ImageDataset, test: ImageDataset) -> None:
-    """Labels outside the model's outputs would fail ("Target 9 is out of bounds") only once
-    training has started; say it now, with the fix."""
-    _check_dataset("train", train)
-    _check_dataset("test", test)
-    num_classes = _num_outputs(model, train)
+def _check_image_shape(model: nn.Module, role: str, image: torch.Tensor) -> None:
+    """Channels and size of the data against what the model was built for (a ViT's config)."""
+    config = getattr(ckpt._unwrap(model), "config", None)
+    c, h, w = image.shape
+    want_c, size = getattr(config, "in_chans", None), getattr(config, "img_size", None)
+    if want_c is not None and c != want_c:
+        raise ValueError(f"the {role} images have {c} channel(s) ([C, H, W] = {list(image.shape)}) "
+                         f"but the model was built with in_chans={want_c}; build it with "
+                         f"ViT(in_chans={c}, ...) or ViT.for_dataset(train), or convert the images "
+                         f"(transforms.Grayscale(num_output_channels={want_c}))")
+    if size is not None and (h, w) != (size, size):
+        raise ValueError(f"the {role} images are {h}x{w} but the model was built with "
+                         f"img_size={size}; build it with ViT(img_size={h}, ...) (a square image "
+                         f"size divisible by patch_size) or ViT.for_dataset(train), or resize the "
+                         f"images in the dataset's transform (transforms.Resize(({size}, {size})))")
+
+
+def _check_data(model: nn.Module, train: BatchSource, test: BatchSource) -> None:
+    """Data that cannot go through the model would fail only once training has started (a
+    label out of range as torch's "Target 9 is out of bounds"); say it now, with the fix."""
+    images = {role: data.first_image() for role, data in (("train", train), ("test", test))}
+    for role, image in images.items():
+        _check_image_shape(model, role, image)
+    num_classes = _num_outputs(model, images["train"])
     for role, data in (("train", train), ("test", test)):
-        low, high = int(data.labels.min()), int(data.labels.max())
+        data.num_classes = num_classes  # labels the targets cannot show are checked per batch
+        labels = data.targets()
+        if labels is None or labels.numel() == 0:
+            continue
+        low, high = int(labels.min()), int(labels.max())
         if low < 0 or high >= num_classes:
+            classes = data.classes or ()
             raise ValueError(f"the {role} labels run from {low} to {high} but the model has "
                              f"{num_classes} outputs (classes 0..{num_classes - 1}); build it with "
-                             f"ViT(num_classes={max(high + 1, len(data.classes))}) for this data")
+                             f"ViT(num_classes={max(high + 1, len(classes))}) for this data")
 
 
-def _steps_per_epoch(config: TrainConfig, world: int) -> int:
+def _steps_per_epoch(config: TrainConfig, world: int, train: BatchSource) -> int:
     if config.batch_size % world:
         raise ValueError(f"batch_size={config.batch_size} must be divisible by the {world} processes")
-    steps = config.train_size // config.batch_size  # drop_last: every step sees a full batch
+    steps = train.steps_per_epoch(config.batch_size)  # drop_last: every step sees a full batch
     if steps < 1:
         raise ValueError(f"batch_size={config.batch_size} is larger than the {config.train_size} "
                          f"training images")
@@ -450,25 +511,23 @@ def epoch_generators(seed: int, epoch: int, rank: int = 0) -> tuple[torch.Genera
     return shuffle, augment
 
 
-def train_one_epoch(net: nn.Module, model: nn.Module, train: ImageDataset, optimizer, scheduler,
+def train_one_epoch(net: nn.Module, model: nn.Module, train, optimizer, scheduler,
                     config: TrainConfig, *, epoch: int, rank: int = 0, world: int = 1,
                     device=None, bar=None) -> tuple[float, float]:
-    """One pass over ``train`` in shuffled batches; returns (mean loss, accuracy) over all ranks.
+    """One pass over ``train`` (a :class:`~vitlearn.data.BatchSource`, or data it takes) in
+    shuffled batches; returns (mean loss, accuracy) over all ranks.
 
     ``net`` is what runs the steps (``model`` itself, or it wrapped in DDP / compiled);
     gradients are clipped on ``model``'s parameters.
     """
+    train = train if isinstance(train, BatchSource) else BatchSource(train, "train")
     shuffle, augment = epoch_generators(config.seed, epoch, rank)
     net.train()
     sums = torch.zeros(3, dtype=torch.float64)  # loss, correct, count
-    step = (epoch - 1) * (config.train_size // config.batch_size)
-    for xb, yb in iterate_batches(train.images, train.labels, config.batch_size, shuffle=True,
-                                  generator=shuffle, drop_last=True):
+    step = (epoch - 1) * train.steps_per_epoch(config.batch_size)
+    for x, y in train.train_batches(config.batch_size, shuffle=shuffle, augment=augment,
+                                    max_shift=config.max_shift, rank=rank, world=world, device=device):
         step += 1
-        xb, yb = xb[rank::world], yb[rank::world]
-        x = normalize(xb, train.mean, train.std)
-        x = random_shift(x, config.max_shift, augment).to(device, non_blocking=True)
-        y = yb.to(device, non_blocking=True)
         logits = net(x)
         loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
         loss_value = loss.item()
@@ -494,7 +553,8 @@ def train_one_epoch(net: nn.Module, model: nn.Module, train: ImageDataset, optim
     return sums[0].item() / sums[2].item(), sums[1].item() / sums[2].item()
 
 
-# -- 5. record -----------------------------------------------------------------------------
+# -- 4. evaluate: ``evaluate`` above (public: also called on its own) ----------------------
+# -- 5. record (6. save: ``checkpoint.save``) -----------------------------------------------
 
 def _record(history: History, epoch: int, loss: float, acc: float, test_acc: float, optimizer,
             seconds: float) -> None:

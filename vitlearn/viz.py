@@ -36,9 +36,8 @@ from .attention_maps import (
     prefix_and_grid,
 )
 from .data import ImageDataset
-from .model import eval_mode
 from .patches import check_patch_size, patchify
-from .training import Evaluation, History, evaluate
+from .training import Evaluation, History, eval_mode, evaluate
 
 __all__ = ["show_digits", "plot_patch_grid", "plot_patch_sequence", "plot_embedding_filters",
            "plot_position_similarity", "attention_rollout", "plot_attention_maps",
