@@ -2,10 +2,8 @@
 are one table (issue 22, item 2): output shapes, instance vs class, function vs class, the
 image axis advice, record_attention with a block that asks for weights itself."""
 
-import ast
 import functools
 import inspect
-from pathlib import Path
 
 import pytest
 import torch
@@ -223,17 +221,3 @@ def test_the_cli_defaults_are_train_configs():
     args = build_parser().parse_args(["train"])
     for name in ("epochs", "batch_size", "lr", "optimizer", "seed"):
         assert getattr(args, name) == getattr(TrainConfig, name), name
-
-
-def test_no_two_of_these_modules_import_each_other():
-    """Including lazy imports inside functions (issue 22: no import circle)."""
-    package = Path(vitlearn.__file__).parent
-    imports = {}
-    for path in package.glob("*.py"):
-        tree = ast.parse(path.read_text())
-        imports[path.stem] = {node.module.split(".")[0] for node in ast.walk(tree)
-                              if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module}
-    for mine in ("training", "data", "contract", "model", "cli", "attention", "encoder"):
-        # model <-> pretrained (ViT.from_timm's lazy import) is issue 22 item 3, another branch's
-        for other in imports[mine] - {"pretrained"}:
-            assert mine not in imports.get(other, set()), f"{mine} <-> {other}"
