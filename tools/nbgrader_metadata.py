@@ -40,6 +40,7 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))   # vitlearn_names reads vitlearn.__all__ of this checkout
 SOURCE_DIR = ROOT / "notebooks"
 TABLE = ROOT / "vitlearn" / "_assignments.py"
 _NOTEBOOK_RE = re.compile(r"^\d\d_[\w-]+\.ipynb$")
@@ -49,6 +50,10 @@ _TRAINING = re.compile(r"(?:^|[^\w.])(?:vitlearn\.)?(?:fit|compare|data_scale_ex
 _DEFINES = re.compile(r"^(def|class)\s+(\w+)", re.MULTILINE)
 TRAINING_TAG = "training"
 POINTS = {"class": 2, "other": 1}
+
+
+def _rel(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def source_notebooks() -> list[Path]:
@@ -110,6 +115,29 @@ def _call_source(source: str) -> str:
     raise ValueError(f"no top-level checks.check_...(...) call in:\n{source}")
 
 
+def vitlearn_names(source: str) -> set[str]:
+    """The vitlearn names a cell uses: vitlearn.X, from vitlearn(.mod) import X, and bare names of
+    vitlearn's public API (the grader refuses a part that uses one the solution does not: a part
+    must be the learner's code, not a call of the library's answer). vitlearn/grading.py has the
+    same function (tests/test_grading.py checks that they agree)."""
+    import io
+    import tokenize
+
+    import vitlearn
+
+    try:   # code only: names inside strings and comments do not count
+        tokens = tokenize.generate_tokens(io.StringIO(source).readline)
+        source = " ".join(t.string for t in tokens if t.type in (tokenize.NAME, tokenize.OP, tokenize.NEWLINE,
+                                                                  tokenize.NL))
+    except (tokenize.TokenError, SyntaxError, IndentationError):
+        pass
+    names = set(re.findall(r"\bvitlearn\s*\.\s*(\w+)", source))
+    for _mod, imported in re.findall(r"from\s+vitlearn(\.\w+)?\s+import\s+\(?([\w\s,]+)\)?", source):
+        names |= {n.strip().split(" as ")[0].strip() for n in imported.split(",") if n.strip()}
+    names |= set(re.findall(r"\b\w+\b", source)) & set(vitlearn.__all__)
+    return names - {"checks"}
+
+
 def checksum(source: str) -> str:
     """The locked cell's fingerprint: its source, trailing whitespace of lines ignored."""
     text = "\n".join(line.rstrip() for line in source.strip().split("\n"))
@@ -148,7 +176,8 @@ def annotate(nb, stem: str) -> dict:
                            "schema_version": 3, "solution": False, "task": False}
         parts.append({"part": part, "check": check, "points": points, "answer_id": part,
                       "test_id": f"test_{part}", "call": _call_source(test.source),
-                      "test_source": test.source, "test_sha256": checksum(test.source)})
+                      "test_source": test.source, "test_sha256": checksum(test.source),
+                      "answer_vitlearn": sorted(vitlearn_names(cell.source))})
     training = []
     for cell in code:
         role = roles.get(id(cell))
@@ -198,13 +227,13 @@ def main(argv: list[str] | None = None) -> int:
             stale.append(path.name)
             if not args.check:
                 path.write_text(new, encoding="utf-8")
-                print(f"wrote {path.relative_to(ROOT)}")
+                print(f"wrote {_rel(path)}")
     rendered = render_table(table)
     if not TABLE.exists() or TABLE.read_text(encoding="utf-8") != rendered:
-        stale.append(str(TABLE.relative_to(ROOT)))
+        stale.append(_rel(TABLE))
         if not args.check:
             TABLE.write_text(rendered, encoding="utf-8")
-            print(f"wrote {TABLE.relative_to(ROOT)}")
+            print(f"wrote {_rel(TABLE)}")
     if args.check and stale:
         print("out of date (run python tools/nbgrader_metadata.py, then tools/make_exercises.py): "
               + ", ".join(stale), file=sys.stderr)

@@ -8,6 +8,7 @@ NOTEBOOKS = json.loads(r'''{
   "parts": [
    {
     "answer_id": "token_count",
+    "answer_vitlearn": [],
     "call": "checks.check_token_count(num_tokens, patch_embed_params, patch_size=patch_size)",
     "check": "check_token_count",
     "part": "token_count",
@@ -26,6 +27,7 @@ NOTEBOOKS = json.loads(r'''{
   "parts": [
    {
     "answer_id": "my_patchify",
+    "answer_vitlearn": [],
     "call": "checks.check_patchify(my_patchify)",
     "check": "check_patchify",
     "part": "my_patchify",
@@ -36,6 +38,7 @@ NOTEBOOKS = json.loads(r'''{
    },
    {
     "answer_id": "my_patchify_einops",
+    "answer_vitlearn": [],
     "call": "checks.check_patchify(my_patchify_einops)",
     "check": "check_patchify",
     "part": "my_patchify_einops",
@@ -46,6 +49,7 @@ NOTEBOOKS = json.loads(r'''{
    },
    {
     "answer_id": "my_unpatchify",
+    "answer_vitlearn": [],
     "call": "checks.check_unpatchify(my_unpatchify)",
     "check": "check_unpatchify",
     "part": "my_unpatchify",
@@ -63,6 +67,7 @@ NOTEBOOKS = json.loads(r'''{
   "parts": [
    {
     "answer_id": "MyPatchEmbedding",
+    "answer_vitlearn": [],
     "call": "checks.check_patch_embedding(MyPatchEmbedding)",
     "check": "check_patch_embedding",
     "part": "MyPatchEmbedding",
@@ -73,6 +78,7 @@ NOTEBOOKS = json.loads(r'''{
    },
    {
     "answer_id": "patch_embed_params",
+    "answer_vitlearn": [],
     "call": "checks.check_patch_embed_params(patch_embed_params)",
     "check": "check_patch_embed_params",
     "part": "patch_embed_params",
@@ -90,6 +96,7 @@ NOTEBOOKS = json.loads(r'''{
   "parts": [
    {
     "answer_id": "MyClassToken",
+    "answer_vitlearn": [],
     "call": "checks.check_class_token(MyClassToken)",
     "check": "check_class_token",
     "part": "MyClassToken",
@@ -100,6 +107,7 @@ NOTEBOOKS = json.loads(r'''{
    },
    {
     "answer_id": "my_pool",
+    "answer_vitlearn": [],
     "call": "checks.check_pool(my_pool)",
     "check": "check_pool",
     "part": "my_pool",
@@ -117,6 +125,9 @@ NOTEBOOKS = json.loads(r'''{
   "parts": [
    {
     "answer_id": "MyPositionEmbedding",
+    "answer_vitlearn": [
+     "resample_position_embedding"
+    ],
     "call": "checks.check_position_embedding(MyPositionEmbedding)",
     "check": "check_position_embedding",
     "part": "MyPositionEmbedding",
@@ -127,6 +138,7 @@ NOTEBOOKS = json.loads(r'''{
    },
    {
     "answer_id": "my_sincos_2d",
+    "answer_vitlearn": [],
     "call": "checks.check_sincos_2d(my_sincos_2d)",
     "check": "check_sincos_2d",
     "part": "my_sincos_2d",
@@ -137,6 +149,7 @@ NOTEBOOKS = json.loads(r'''{
    },
    {
     "answer_id": "my_resample",
+    "answer_vitlearn": [],
     "call": "checks.check_resample(my_resample)",
     "check": "check_resample",
     "part": "my_resample",
@@ -155,6 +168,7 @@ NOTEBOOKS = json.loads(r'''{
   "parts": [
    {
     "answer_id": "my_attention",
+    "answer_vitlearn": [],
     "call": "checks.check_attention(my_attention)",
     "check": "check_attention",
     "part": "my_attention",
@@ -165,6 +179,7 @@ NOTEBOOKS = json.loads(r'''{
    },
    {
     "answer_id": "my_causal_attention",
+    "answer_vitlearn": [],
     "call": "checks.check_causal_attention(my_causal_attention)",
     "check": "check_causal_attention",
     "part": "my_causal_attention",
@@ -175,6 +190,7 @@ NOTEBOOKS = json.loads(r'''{
    },
    {
     "answer_id": "MyMultiHeadSelfAttention",
+    "answer_vitlearn": [],
     "call": "checks.check_multi_head_attention(MyMultiHeadSelfAttention)",
     "check": "check_multi_head_attention",
     "part": "MyMultiHeadSelfAttention",
@@ -193,6 +209,7 @@ NOTEBOOKS = json.loads(r'''{
   "parts": [
    {
     "answer_id": "MyLayerNorm",
+    "answer_vitlearn": [],
     "call": "checks.check_layer_norm(MyLayerNorm)",
     "check": "check_layer_norm",
     "part": "MyLayerNorm",
@@ -203,6 +220,7 @@ NOTEBOOKS = json.loads(r'''{
    },
    {
     "answer_id": "MyMLP",
+    "answer_vitlearn": [],
     "call": "checks.check_mlp(MyMLP)",
     "check": "check_mlp",
     "part": "MyMLP",
@@ -213,6 +231,9 @@ NOTEBOOKS = json.loads(r'''{
    },
    {
     "answer_id": "MyEncoderBlock",
+    "answer_vitlearn": [
+     "MultiHeadSelfAttention"
+    ],
     "call": "checks.check_encoder_block(MyEncoderBlock)",
     "check": "check_encoder_block",
     "part": "MyEncoderBlock",
@@ -223,6 +244,7 @@ NOTEBOOKS = json.loads(r'''{
    },
    {
     "answer_id": "block_params",
+    "answer_vitlearn": [],
     "call": "checks.check_block_params(block_params)",
     "check": "check_block_params",
     "part": "block_params",
@@ -240,6 +262,7 @@ NOTEBOOKS = json.loads(r'''{
   "parts": [
    {
     "answer_id": "MyClassificationHead",
+    "answer_vitlearn": [],
     "call": "checks.check_classification_head(MyClassificationHead)",
     "check": "check_classification_head",
     "part": "MyClassificationHead",
@@ -250,6 +273,7 @@ NOTEBOOKS = json.loads(r'''{
    },
    {
     "answer_id": "my_cross_entropy",
+    "answer_vitlearn": [],
     "call": "checks.check_cross_entropy(my_cross_entropy)",
     "check": "check_cross_entropy",
     "part": "my_cross_entropy",
@@ -268,6 +292,7 @@ NOTEBOOKS = json.loads(r'''{
   "parts": [
    {
     "answer_id": "my_random_shift",
+    "answer_vitlearn": [],
     "call": "checks.check_random_shift(my_random_shift)",
     "check": "check_random_shift",
     "part": "my_random_shift",
@@ -278,6 +303,7 @@ NOTEBOOKS = json.loads(r'''{
    },
    {
     "answer_id": "my_warmup_cosine",
+    "answer_vitlearn": [],
     "call": "checks.check_warmup_cosine(my_warmup_cosine)",
     "check": "check_warmup_cosine",
     "part": "my_warmup_cosine",
@@ -288,6 +314,7 @@ NOTEBOOKS = json.loads(r'''{
    },
    {
     "answer_id": "my_smoothed_cross_entropy",
+    "answer_vitlearn": [],
     "call": "checks.check_smoothed_cross_entropy(my_smoothed_cross_entropy)",
     "check": "check_smoothed_cross_entropy",
     "part": "my_smoothed_cross_entropy",
@@ -298,6 +325,9 @@ NOTEBOOKS = json.loads(r'''{
    },
    {
     "answer_id": "weight_decay_groups",
+    "answer_vitlearn": [
+     "ViT"
+    ],
     "call": "checks.check_weight_decay_groups(model, decay, no_decay)",
     "check": "check_weight_decay_groups",
     "part": "weight_decay_groups",
@@ -308,6 +338,7 @@ NOTEBOOKS = json.loads(r'''{
    },
    {
     "answer_id": "schedule_numbers",
+    "answer_vitlearn": [],
     "call": "checks.check_schedule_numbers(steps_per_epoch=steps_per_epoch, total_steps=total_steps, warmup_steps=warmup_steps,\n                              lr_halfway=lr_halfway, n_train=n_train, batch_size=batch_size, epochs=epochs,\n                              warmup_epochs=warmup_epochs, peak_lr=peak_lr, min_factor=min_factor)",
     "check": "check_schedule_numbers",
     "part": "schedule_numbers",
@@ -326,6 +357,7 @@ NOTEBOOKS = json.loads(r'''{
   "parts": [
    {
     "answer_id": "vit_params",
+    "answer_vitlearn": [],
     "call": "checks.check_vit_params(vit_params)",
     "check": "check_vit_params",
     "part": "vit_params",

@@ -160,10 +160,23 @@ def check_digests() -> dict[str, str]:
 
 
 def _vitlearn_names(source: str) -> set[str]:
-    """The vitlearn names a cell uses: vitlearn.X, from vitlearn(.mod) import X."""
+    """The vitlearn names a cell uses: vitlearn.X, from vitlearn(.mod) import X, and bare names of
+    vitlearn's public API (tools/nbgrader_metadata.py has the same function)."""
+    import io
+    import tokenize
+
+    import vitlearn
+
+    try:   # code only: names inside strings and comments do not count
+        tokens = tokenize.generate_tokens(io.StringIO(source).readline)
+        source = " ".join(t.string for t in tokens if t.type in (tokenize.NAME, tokenize.OP, tokenize.NEWLINE,
+                                                                  tokenize.NL))
+    except (tokenize.TokenError, SyntaxError, IndentationError):
+        pass
     names = set(re.findall(r"\bvitlearn\s*\.\s*(\w+)", source))
-    for mod, imported in re.findall(r"from\s+vitlearn(\.\w+)?\s+import\s+\(?([\w\s,]+)\)?", source):
-        names |= {n.strip().split(" as ")[0] for n in imported.split(",") if n.strip()}
+    for _mod, imported in re.findall(r"from\s+vitlearn(\.\w+)?\s+import\s+\(?([\w\s,]+)\)?", source):
+        names |= {n.strip().split(" as ")[0].strip() for n in imported.split(",") if n.strip()}
+    names |= set(re.findall(r"\b\w+\b", source)) & set(vitlearn.__all__)
     return names - {"checks"}
 
 
@@ -357,6 +370,11 @@ def _plan(nb, name: str, *, train: bool, nonce: str):
                       and (i is None or j < i)]
             a = before[-1] if before else None
         answer_at[p["part"]] = a
+        if a is not None and p["part"] not in notes:
+            extra = sorted(_vitlearn_names(cells[a]["source"]) - set(p["answer_vitlearn"]))
+            if extra:
+                notes[p["part"]] = (f"cell {a + 1} uses vitlearn's {', '.join(extra)}, which the part must "
+                                    "not call: the part has to be the learner's own code")
     locked = {i for i in test_at.values() if i is not None}
     attack = None
     for i, c in enumerate(cells):
@@ -435,14 +453,17 @@ def grade_notebook(path: str | os.PathLike, *, train: bool = False, timeout: int
     result.max_score = sum(p["points"] for p in spec["parts"])
     nonce = secrets.token_hex(16)
     graded, origin, answer_at, notes, attack = _plan(nb, name, train=train, nonce=nonce)
-    died = _execute(graded, timeout=timeout, train=train, kernel_name=kernel_name)
+    # code that reaches into the grader is not run at all: every part is tampered
+    died = None if attack else _execute(graded, timeout=timeout, train=train, kernel_name=kernel_name)
 
-    reports, first_error = {}, None
+    reports, first_error, interrupted = {}, None, set()
     for cell, (kind, i, part) in zip(graded.cells, origin):
         if kind == "learner" and first_error is None and _error_of(cell):
             if _error_of(cell)[0] != "TrainingSkipped":
                 first_error = (i, *_error_of(cell))
         if kind == "check":
+            if (_error_of(cell) or ("",))[0] == "KeyboardInterrupt":
+                interrupted.add(part)
             for o in cell.get("outputs", []):
                 data = o.get("data", {}).get(MIME) if o.get("output_type") == "display_data" else None
                 if isinstance(data, dict) and data.get("nonce") == nonce:
@@ -460,9 +481,12 @@ def grade_notebook(path: str | os.PathLike, *, train: bool = False, timeout: int
             status, message = "tampered", notes[part]
         elif report is None:
             status = "error"
-            message = (f"the check did not run: the kernel died ({died})" if died else
-                       "the check did not finish (it ran past the time limit, or the learner's code "
-                       "interrupted it)")
+            if died:
+                message = f"the check did not run: the kernel died ({died})"
+            elif part in interrupted:
+                message = f"the check ran past the time limit ({timeout} s per cell) and was interrupted"
+            else:
+                message = "the check did not finish (the learner's code stopped it or an earlier cell)"
         elif report["status"] == "passed":
             status, message = "passed", report["message"]
         elif report["status"] == "tampered":
