@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - the submissions' code is written out in full
 """`python -m vitlearn grade` and the nbgrader metadata it shares with nbgrader.
 
 The graded submissions are notebook 05 (attention: 3 parts, 4 points) as a learner would hand it

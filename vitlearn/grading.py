@@ -57,17 +57,20 @@ _ATTACKS = [
     (r"\bsys\s*\.\s*(settrace|setprofile|_getframe|modules)\b", "touches sys.{0}"),
     (r"\binspect\s*\.\s*(stack|currentframe|getouterframes|getsource)\b", "inspects frames (inspect.{0})"),
     (r"\b(f_back|f_locals|f_globals|tb_frame)\b", "reads interpreter frames ({0})"),
-    (r"\b(__code__|__globals__|__closure__|__defaults__|__kwdefaults__)\b", "rewrites function internals ({0})"),
+    (r"\b(__code__|__globals__|__closure__|__defaults__|__kwdefaults__)\b",
+     "rewrites function internals ({0})"),
     (r"\b(builtins|__builtins__)\b", "touches the builtins ({0})"),
     (r"\b(gc\s*\.\s*get_\w+|ctypes)\b", "reaches into the interpreter ({0})"),
     (r"\b(importlib|reload)\b", "reloads modules ({0})"),
     (r"\bget_ipython\s*\(\s*\)\s*\.\s*(events|input_transformers\w*|ast_transformers|register_\w+|run_cell\w*|"
-     r"user_ns\w*|display_pub|displayhook|set_custom_exc|showtraceback|kernel)\b", "hooks into the kernel (.{0})"),
+     r"user_ns\w*|display_pub|displayhook|set_custom_exc|showtraceback|kernel)\b",
+     "hooks into the kernel (.{0})"),
     (r"(_vitlearn_grader|vitlearn\s*\.\s*grading|vitlearn\s+import\s+.*\bgrading\b|_assignments)",
      "touches the grader ({0})"),
     (r"\b(checks|vitlearn\s*\.\s*\w+|torch|F|nn|math|einops|torch\s*\.\s*(?:testing|nn|Tensor)"
      r"(?:\s*\.\s*functional)?)\s*\.\s*(\w+)\s*=(?!=)", "replaces {0}.{1}"),
-    (r"\bsetattr\s*\(\s*(checks|vitlearn|torch|F|nn|math|einops)\b", "replaces an attribute of {0} (setattr)"),
+    (r"\bsetattr\s*\(\s*(checks|vitlearn|torch|F|nn|math|einops)\b",
+     "replaces an attribute of {0} (setattr)"),
     (r"^\s*(checks|CheckFailed|vitlearn)\s*(?::[^=]*)?=(?!=)", "rebinds the name {0}"),
     (r"\bimport\s+[\w.]+\s+as\s+(checks|vitlearn)\b", "rebinds the name {0}"),
     (r"\bdel\s+(checks|vitlearn)\b", "deletes the name {0}"),
@@ -294,10 +297,11 @@ class _KernelGrader:
             return {"status": "error", "message": f"{type(err).__name__}: {err}"}
         for value in list(args) + list(kwargs.values()):
             module = getattr(value, "__module__", None)
-            if isinstance(module, str) and module.split(".")[0] == "vitlearn" and not isinstance(value, self._types.ModuleType):
+            library = isinstance(module, str) and module.split(".")[0] == "vitlearn"
+            if library and not isinstance(value, self._types.ModuleType):
+                what = getattr(value, "__name__", type(value).__name__)
                 return {"status": "tampered",
-                        "message": f"the part is vitlearn's own {getattr(value, '__name__', type(value).__name__)}"
-                                   f" ({module}), not the learner's code"}
+                        "message": f"the part is vitlearn's own {what} ({module}), not the learner's code"}
         out = io.StringIO()
         try:
             with contextlib.redirect_stdout(out):
@@ -365,9 +369,10 @@ def _plan(nb, name: str, *, train: bool, nonce: str):
         test_at[p["part"]] = i
         a = by_id.get(p["answer_id"])
         if a is None:
-            defines = re.compile(rf"^(def|class)\s+{re.escape(p['part'])}\b|^{re.escape(p['part'])}\s*=", re.M)
-            before = [j for j, c in enumerate(cells) if c.get("cell_type") == "code" and defines.search(c["source"])
-                      and (i is None or j < i)]
+            name_re = re.escape(p["part"])
+            defines = re.compile(rf"^(def|class)\s+{name_re}\b|^{name_re}\s*=", re.M)
+            before = [j for j, c in enumerate(cells) if c.get("cell_type") == "code"
+                      and defines.search(c["source"]) and (i is None or j < i)]
             a = before[-1] if before else None
         answer_at[p["part"]] = a
         if a is not None and p["part"] not in notes:
@@ -553,8 +558,8 @@ def format_table(r: NotebookResult) -> str:
         return f"{r.path}: cannot be graded: {r.error}"
     head = f"{r.path}  ({r.notebook}): {r.score}/{r.max_score} points"
     rows = [("part", "check", "status", "points", "message")]
-    rows += [(p.part, p.check, p.status, f"{p.points}/{p.max_points}", p.message.splitlines()[0] if p.message else "")
-             for p in r.parts]
+    rows += [(p.part, p.check, p.status, f"{p.points}/{p.max_points}",
+              p.message.splitlines()[0] if p.message else "") for p in r.parts]
     widths = [max(len(row[k]) for row in rows) for k in range(4)]
     lines = [head] + ["  " + "  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4]
                       for row in rows]
@@ -571,8 +576,8 @@ def summary_line(r: NotebookResult) -> str:
 
 def add_grade_parser(sub) -> None:
     g = sub.add_parser("grade", help="grade learners' exercise notebooks with the course's checks",
-                       description="Run each submission in a fresh kernel and grade every part with "
-                                   "the course's checks (passed / failed / not attempted / error / tampered).")
+                       description="Run each submission in a fresh kernel and grade every part with the "
+                                   "course's checks (passed / failed / not attempted / error / tampered).")
     g.add_argument("submissions", nargs="+", help="the learners' .ipynb files (any names)")
     g.add_argument("--json", dest="json_out", default=None, metavar="OUT",
                    help="also write the results as JSON to OUT (for a spreadsheet or an LMS)")
