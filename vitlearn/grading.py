@@ -591,6 +591,13 @@ def add_grade_parser(sub) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.timeout <= 0:
         raise ValueError(f"--timeout must be > 0 seconds, got {args.timeout}")
+    try:
+        import ipykernel  # noqa: F401 - the kernel each submission runs in
+        import nbclient  # noqa: F401
+    except ImportError as err:
+        print(f"error: python -m vitlearn grade runs notebooks: it needs nbclient and ipykernel "
+              f"({err}); pip install 'vitlearn[dev]'", file=sys.stderr)
+        return 2
     results = []
     for path in args.submissions:
         r = grade_notebook(path, train=args.train, timeout=args.timeout)
