@@ -132,6 +132,18 @@ def test_the_course_notebooks_raise_no_suspicion(path):
     assert all(a is not None for a in answer_at.values())
 
 
+def test_library_objects_are_told_from_instances():
+    import functools
+
+    import vitlearn
+
+    assert "scaled_dot_product_attention" in grading.library_object(vitlearn.scaled_dot_product_attention)
+    assert "MultiHeadSelfAttention" in grading.library_object(vitlearn.MultiHeadSelfAttention)
+    assert grading.library_object(functools.partial(vitlearn.patchify, patch_size=7))
+    assert grading.library_object(vitlearn.ViT()) is None        # 08 checks the learner's groups of a ViT
+    assert grading.library_object(lambda q, k, v: q) is None
+
+
 def test_training_steps_aside_only_under_a_grader(monkeypatch):
     for var in ("VITLEARN_SKIP_TRAINING", "NBGRADER_EXECUTION", "VITLEARN_GRADE_TRAIN"):
         monkeypatch.delenv(var, raising=False)

@@ -183,6 +183,22 @@ def _vitlearn_names(source: str) -> set[str]:
     return names - {"checks"}
 
 
+def library_object(value) -> str | None:
+    """'vitlearn's own X (module)' if value is a function or class of vitlearn (a part handed in as
+    the library's answer), else None. Instances are fine: a check may take the library's model."""
+    import functools
+    import types
+
+    if isinstance(value, functools.partial):
+        value = value.func
+    if not isinstance(value, (types.FunctionType, types.BuiltinFunctionType, types.MethodType, type)):
+        return None
+    module = getattr(value, "__module__", None)
+    if isinstance(module, str) and module.split(".")[0] == "vitlearn":
+        return f"vitlearn's own {getattr(value, '__qualname__', value)} ({module})"
+    return None
+
+
 # -- the code that runs inside the learner's kernel -----------------------------------------------
 
 class _KernelGrader:
@@ -296,12 +312,9 @@ class _KernelGrader:
         except Exception as err:  # noqa: BLE001 - a learner's value that cannot even be read
             return {"status": "error", "message": f"{type(err).__name__}: {err}"}
         for value in list(args) + list(kwargs.values()):
-            module = getattr(value, "__module__", None)
-            library = isinstance(module, str) and module.split(".")[0] == "vitlearn"
-            if library and not isinstance(value, self._types.ModuleType):
-                what = getattr(value, "__name__", type(value).__name__)
-                return {"status": "tampered",
-                        "message": f"the part is vitlearn's own {what} ({module}), not the learner's code"}
+            own = library_object(value)
+            if own:
+                return {"status": "tampered", "message": f"the part is {own}, not the learner's code"}
         out = io.StringIO()
         try:
             with contextlib.redirect_stdout(out):
