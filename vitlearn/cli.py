@@ -249,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("info", help="print the default model's configuration and size")
     i.set_defaults(func=_info)
+
+    from .grading import add_grade_parser  # grade: its flags live with the grader (vitlearn/grading.py)
+    add_grade_parser(sub)
     return parser
 
 

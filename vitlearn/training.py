@@ -243,6 +243,23 @@ def _muon_groups(model: nn.Module, groups: list[dict]) -> list[dict]:
 _DEFAULT = TrainConfig()
 
 
+class TrainingSkipped(RuntimeError):
+    """``fit`` was called while a grader runs the notebook without its training runs."""
+
+
+def skip_training_while_grading() -> None:
+    """Raise TrainingSkipped under a grader, so that grading costs what the checks cost: under
+    ``python -m vitlearn grade`` (it sets ``VITLEARN_SKIP_TRAINING=1``; ``--train`` does not) and
+    under nbgrader's autograde (``NBGRADER_EXECUTION`` is set) unless ``VITLEARN_GRADE_TRAIN=1``.
+    Outside a grader neither variable is set and nothing changes."""
+    if os.environ.get("VITLEARN_SKIP_TRAINING") == "1":
+        raise TrainingSkipped("training skipped: python -m vitlearn grade runs the checks only "
+                              "(grade --train runs the training too)")
+    if os.environ.get("NBGRADER_EXECUTION") and os.environ.get("VITLEARN_GRADE_TRAIN") != "1":
+        raise TrainingSkipped("training skipped while nbgrader grades (NBGRADER_EXECUTION is set); "
+                              "set VITLEARN_GRADE_TRAIN=1 to grade with the training runs")
+
+
 def fit(model: nn.Module, train=None, test=None, *,
         dataset: str = "mnist", data_dir=None, epochs: int = _DEFAULT.epochs,
         batch_size: int = _DEFAULT.batch_size, lr: float = _DEFAULT.lr,
@@ -287,6 +304,7 @@ def fit(model: nn.Module, train=None, test=None, *,
     every batch), that the checkpoint can be written. A loss that becomes NaN or infinite
     stops the run with the step it happened at.
     """
+    skip_training_while_grading()
     # 1. Check: the settings, the data, and that the data fit the model.
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          optimizer=optimizer, warmup_epochs=warmup_epochs, min_lr_factor=min_lr_factor,
