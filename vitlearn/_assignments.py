@@ -114,8 +114,8 @@ NOTEBOOKS = json.loads(r'''{
     "part": "my_pool",
     "points": 1,
     "test_id": "test_my_pool",
-    "test_sha256": "cc4265a1db2b6a880af0ec31b4687ad5604c83d600e179fd8ad120403a21fa9e",
-    "test_source": "# Check: your pooling followed by the head must give the model's own logits, for both modes.\nchecks.check_pool(my_pool)"
+    "test_sha256": "ee245546e0ed1e514355f83e355683c1685833aa6509b1fe4a942c4b5f599b00",
+    "test_source": "# Check: your pooled vectors must be the ones ViT.forward_head hands to the head, for both modes.\nchecks.check_pool(my_pool)"
    }
   ],
   "training_cells": [
