@@ -41,7 +41,7 @@ def main(argv: list[str]) -> int:
         t0 = time.perf_counter()
         NotebookClient(nb, timeout=1800, kernel_name="python3",
                        resources={"metadata": {"path": str(path.parent)}}).execute()
-        nb.metadata["vitlearn"] = {"version": vitlearn.__version__}
+        nb.metadata.setdefault("vitlearn", {})["version"] = vitlearn.__version__  # keeps the grader's key
         nbformat.write(nb, path)
         print(f"{path.name}: {time.perf_counter() - t0:.0f} s", flush=True)
     return 0

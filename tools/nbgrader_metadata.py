@@ -40,7 +40,9 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))   # vitlearn_names reads vitlearn.__all__ of this checkout
+sys.path.insert(0, str(ROOT))   # the grader's vitlearn_names reads vitlearn.__all__ of this checkout
+from vitlearn.grading import _vitlearn_names as vitlearn_names  # noqa: E402 (the grader's own scanner)
+
 SOURCE_DIR = ROOT / "notebooks"
 TABLE = ROOT / "vitlearn" / "_assignments.py"
 _NOTEBOOK_RE = re.compile(r"^\d\d_[\w-]+\.ipynb$")
@@ -115,29 +117,6 @@ def _call_source(source: str) -> str:
     raise ValueError(f"no top-level checks.check_...(...) call in:\n{source}")
 
 
-def vitlearn_names(source: str) -> set[str]:
-    """The vitlearn names a cell uses: vitlearn.X, from vitlearn(.mod) import X, and bare names of
-    vitlearn's public API (the grader refuses a part that uses one the solution does not: a part
-    must be the learner's code, not a call of the library's answer). vitlearn/grading.py has the
-    same function (tests/test_grading.py checks that they agree)."""
-    import io
-    import tokenize
-
-    import vitlearn
-
-    try:   # code only: names inside strings and comments do not count
-        tokens = tokenize.generate_tokens(io.StringIO(source).readline)
-        source = " ".join(t.string for t in tokens if t.type in (tokenize.NAME, tokenize.OP, tokenize.NEWLINE,
-                                                                  tokenize.NL))
-    except (tokenize.TokenError, SyntaxError, IndentationError):
-        pass
-    names = set(re.findall(r"\bvitlearn\s*\.\s*(\w+)", source))
-    for _mod, imported in re.findall(r"from\s+vitlearn(\.\w+)?\s+import\s+\(?([\w\s,]+)\)?", source):
-        names |= {n.strip().split(" as ")[0].strip() for n in imported.split(",") if n.strip()}
-    names |= set(re.findall(r"\b\w+\b", source)) & set(vitlearn.__all__)
-    return names - {"checks"}
-
-
 def checksum(source: str) -> str:
     """The locked cell's fingerprint: its source, trailing whitespace of lines ignored."""
     text = "\n".join(line.rstrip() for line in source.strip().split("\n"))
@@ -148,7 +127,7 @@ def annotate(nb, stem: str) -> dict:
     """Set the nbgrader metadata, tags and notebook identity in place; return the grader's table
     entry for this notebook."""
     split_checks(nb)
-    nb.metadata["vitlearn"] = {"notebook": stem}
+    nb.metadata.setdefault("vitlearn", {})["notebook"] = stem  # beside the version stamp of execute_notebooks
     code = [c for c in nb.cells if c.cell_type == "code"]
     roles: dict[int, dict] = {}
     parts = []
