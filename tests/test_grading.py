@@ -275,8 +275,8 @@ DYNAMIC_CHEATS = {
     "check helper patched during the check": (
         "_real = my_attention\n"
         "def my_attention(q, k, v):\n"
-        "    vars(checks)['_expect'] = lambda *a, **kw: None\n"
-        "    return q, q\n", "during the check: the code of vitlearn.checks._expect differs"),
+        "    vars(vars(checks)['attention'])['_expect'] = lambda *a, **kw: None\n"
+        "    return q, q\n", "during the check: vitlearn.checks.attention._expect was replaced"),
     "the library's own function": ("import vitlearn as v\nmy_attention = getattr(v, 'scaled_dot_product_' + 'attention')",
                                    "vitlearn's own scaled_dot_product_attention"),
 }
@@ -320,3 +320,12 @@ def test_copy_is_not_mutated():
     before = copy.deepcopy(nb)
     grading._plan(nb, "05_attention", train=False, nonce="n")
     assert nb == before
+
+
+def test_the_digests_cover_every_module_of_the_checks_package():
+    """The grader compares the code of every check and of the harness they call, wherever the
+    checks package defines them (a digest table keyed by the package alone would be empty)."""
+    digests = grading.check_digests()
+    for name in ("vitlearn.checks.attention:check_attention", "vitlearn.checks._harness:_expect",
+                 "vitlearn.checks.training:check_random_shift", "vitlearn.checks.model:check_vit_params"):
+        assert name in digests, name

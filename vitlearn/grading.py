@@ -150,15 +150,21 @@ def _code_digest(code) -> str:
 
 
 def check_digests() -> dict[str, str]:
-    """{function name: digest} of every function of vitlearn.checks, as the grader has them."""
+    """{"module:function": digest} of every function defined in the vitlearn.checks package (the
+    checks of each step and the harness they call), as the grader has them."""
+    import importlib
+    import pkgutil
+
     from . import checks
 
     out = {}
-    for name, fn in vars(checks).items():
-        if getattr(fn, "__module__", None) == checks.__name__ and hasattr(fn, "__code__"):
-            out[name] = _code_digest(fn.__code__)
-            if hasattr(fn, "__wrapped__"):
-                out[name + ".__wrapped__"] = _code_digest(fn.__wrapped__.__code__)
+    for info in [None, *pkgutil.iter_modules(checks.__path__)]:
+        module = checks if info is None else importlib.import_module(f"{checks.__name__}.{info.name}")
+        for name, fn in vars(module).items():
+            if getattr(fn, "__module__", None) == module.__name__ and hasattr(fn, "__code__"):
+                out[f"{module.__name__}:{name}"] = _code_digest(fn.__code__)
+                if hasattr(fn, "__wrapped__"):
+                    out[f"{module.__name__}:{name}.__wrapped__"] = _code_digest(fn.__wrapped__.__code__)
     return out
 
 
@@ -268,11 +274,12 @@ class _KernelGrader:
             if getattr(checks, name, None) is not fn:
                 return f"vitlearn.checks.{name} was replaced"
         for name, digest in self._digests.items():
-            base, _, wrapped = name.partition(".")
-            fn = vars(checks).get(base)
+            module, _, qualified = name.partition(":")
+            base, _, wrapped = qualified.partition(".")
+            fn = vars(self._modules.get(module, checks)).get(base)
             fn = getattr(fn, "__wrapped__", None) if wrapped else fn
             if fn is None or _code_digest(fn.__code__) != digest:
-                return f"the code of vitlearn.checks.{name} differs from the grader's copy"
+                return f"the code of {module}.{qualified} differs from the grader's copy"
         for (owner, key), obj in self._refs.items():
             base, _, extra = key.partition(".__")
             holder = self._modules.get(owner) or self._classes.get(owner)
