@@ -151,6 +151,13 @@ CANDIDATES: dict[str, tuple[dict, dict, dict, object]] = {
     "p14-d128-depth-6-muon-batch-256": (dict(patch_size=14, embed_dim=128, depth=6),
                                         dict(max_shift=1, optimizer="muon", batch_size=256, lr=3e-3),
                                         {}, None),
+    # issue 23's lesson-speedrun: the lessons' 4x4 grid of 7x7 patches (16 patches), Muon
+    "p7-muon-no-label-smoothing": ({}, dict(max_shift=1, optimizer="muon", label_smoothing=0.0), {}, None),
+    "p7-muon-batch-256": ({}, dict(max_shift=1, optimizer="muon", label_smoothing=0.0, batch_size=256,
+                                   lr=3e-3), {}, None),
+    "p7-d96-muon": (dict(embed_dim=96), dict(max_shift=1, optimizer="muon", label_smoothing=0.0), {}, None),
+    "p7-d128-muon-batch-256": (dict(embed_dim=128), dict(max_shift=1, optimizer="muon", label_smoothing=0.0,
+                                                         batch_size=256, lr=3e-3), {}, None),
 }
 
 

@@ -113,6 +113,49 @@ def test_random_shift_moves_content_and_keeps_background():
     assert torch.equal(random_shift(x, 0), x)
 
 
+def test_rotate_zoom_turns_about_the_centre_and_zooms():
+    from vitlearn.data import rotate_zoom
+
+    x = torch.rand(3, 2, 6, 6)
+    quarter = rotate_zoom(x, torch.full((3,), 90.0), torch.ones(3))
+    torch.testing.assert_close(quarter, torch.rot90(x, -1, dims=(-2, -1)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(rotate_zoom(x, torch.zeros(3), torch.ones(3)), x, atol=1e-5, rtol=0)
+    # zoom 2 about the centre of a 4x4 image: the bright centre 2x2 grows over the border,
+    # whose pixels now sample between it and the background (bilinear)
+    square = torch.zeros(1, 1, 4, 4)
+    square[..., 1:3, 1:3] = 1.0
+    zoomed = rotate_zoom(square, torch.zeros(1), torch.full((1,), 2.0))[0, 0]
+    assert torch.equal(zoomed[1:3, 1:3], torch.ones(2, 2))
+    torch.testing.assert_close(zoomed[0], torch.tensor([0.5625, 0.75, 0.75, 0.5625]))
+
+
+def test_random_affine_keeps_the_background_and_repeats_with_its_generator():
+    from vitlearn.data import random_affine
+
+    x = torch.full((32, 1, 28, 28), -0.4)
+    x[:, :, 10:18, 12:16] = 2.0
+    y = random_affine(x, 15, 0.1, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and not torch.equal(y, x)
+    assert torch.allclose(y[:, :, :3, :], torch.tensor(-0.4))         # what came in is background
+    assert torch.equal(y, random_affine(x, 15, 0.1, torch.Generator().manual_seed(0)))
+    assert random_affine(x, 0, 0) is x                                 # off: the images untouched
+
+
+def test_rotations_and_zooms_train_bit_for_bit_and_are_checked():
+    train, test = synthetic(), synthetic(64, seed=1)
+    kw = {**KW, "max_rotate": 10.0, "max_scale": 0.1}
+    a, b, plain = small_model(), small_model(), small_model()
+    ha, hb = vitlearn.fit(a, train, test, **kw), vitlearn.fit(b, train, test, **kw)
+    assert ha.train_loss == hb.train_loss
+    assert vitlearn.fit(plain, train, test, **KW).train_loss != ha.train_loss
+    import pytest
+
+    with pytest.raises(ValueError, match=r"max_rotate must be a number in \[0, 180\]"):
+        vitlearn.fit(small_model(), train, test, **{**KW, "max_rotate": -5})
+    with pytest.raises(ValueError, match="max_scale"):
+        vitlearn.fit(small_model(), train, test, **{**KW, "max_scale": 1.0})
+
+
 def test_mnist_loads_with_the_known_statistics(mnist):
     train, test = mnist
     assert train.images.shape == (60000, 28, 28) and train.images.dtype == torch.uint8

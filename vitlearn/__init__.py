@@ -22,7 +22,7 @@ The public parts, in the order of the paper's pipeline::
 from . import baselines, checks, experiments, pretrained
 from .attention import MultiHeadSelfAttention, record_attention, scaled_dot_product_attention
 from .baselines import SmallCNN, data_scale_experiment
-from .checkpoint import CheckpointError, load, load_checkpoint, save
+from .checkpoint import CheckpointError, load, load_checkpoint, save, shipped_checkpoint
 from .data import DataNotFoundError, ImageDataset, load_dataset
 from .encoder import MLP, EncoderBlock, NoResidualBlock, PostNormBlock, TransformerEncoder
 from .experiments import Comparison, Variant, compare
@@ -50,7 +50,7 @@ __all__ = [
     "ViT", "ViTConfig", "eval_mode",
     "ImageDataset", "load_dataset", "DataNotFoundError",
     "fit", "evaluate", "History", "Evaluation", "default_device",
-    "save", "load", "load_checkpoint", "CheckpointError",
+    "save", "load", "load_checkpoint", "shipped_checkpoint", "CheckpointError",
     "SmallCNN", "data_scale_experiment", "baselines", "pretrained", "checks",
     "compare", "Variant", "Comparison", "experiments",
     "require_version", "VersionMismatchError",

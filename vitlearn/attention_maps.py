@@ -1,7 +1,8 @@
-"""What the figures of attention compute, as tensors: attention rollout and mean attention
-distance (ViT paper, figure 7), from ``model.attention_maps`` (which
-:func:`vitlearn.attention.record_attention` records). :mod:`vitlearn.viz` draws them; this
-module needs no matplotlib.
+"""What the paper's figures 6 and 7 compute, as tensors and numbers: attention rollout, mean
+attention distance (figure 7 right) from ``model.attention_maps`` (which
+:func:`vitlearn.attention.record_attention` records), and the similarity of the learned
+position embeddings (figure 7 centre) with how it falls with distance on the patch grid.
+:mod:`vitlearn.viz` draws them; this module needs no matplotlib.
 
 Attention always comes from ``model.attention_maps(images)`` ([B, depth, heads, T, T]), so
 these work for any :class:`vitlearn.ViT`, including one built with a learner's own
@@ -16,7 +17,8 @@ import torch
 
 from .data import DATASETS, ImageDataset, normalize
 
-__all__ = ["attention_rollout", "mean_attention_distance", "patch_distances", "model_input",
+__all__ = ["attention_rollout", "mean_attention_distance", "patch_distances", "position_similarity",
+           "rank_correlation", "similarity_distance_correlation", "similarity_by_distance", "model_input",
            "model_device", "prefix_and_grid", "attention_and_input", "MNIST_MEAN", "MNIST_STD"]
 
 _, _, MNIST_MEAN, MNIST_STD = DATASETS["mnist"]  # what uint8 images are normalised with
@@ -135,3 +137,85 @@ def mean_attention_distance(model, images, *, mean: float = MNIST_MEAN, std: flo
         part = per_query.mean(dim=-1).sum(dim=0)                                # [depth, h]
         total = part if total is None else total + part
     return (total / x.shape[0]).float()
+
+
+def position_similarity(model, *, reference=None) -> torch.Tensor:
+    """Cosine similarity of every patch's position embedding with every other one -> [N, N]
+    (ViT paper, figure 7 centre; row-major patch order, prefix tokens such as [CLS] left out).
+
+    ``reference`` (a table shaped like ``model.pos_embed.pos``, e.g. a copy taken before
+    training) is subtracted first: the similarity of what training *changed*.
+    """
+    pos_embed = getattr(model, "pos_embed", None)
+    if pos_embed is None:
+        raise ValueError("this model has no position embedding (pos_embed='none'); build it with "
+                         "pos_embed='learned' or 'sincos' to compare position similarities")
+    pos = getattr(pos_embed, "pos", None)
+    if not isinstance(pos, torch.Tensor) or pos.ndim != 3:
+        raise ValueError("position similarity needs model.pos_embed.pos [1, prefix+N, D]; "
+                         f"{type(pos_embed).__name__} has no such tensor")
+    prefix, _ = prefix_and_grid(model, pos.shape[1])
+    pos = pos.detach().float().cpu()
+    if reference is not None:
+        ref = torch.as_tensor(reference).detach().float().cpu()
+        if ref.shape != pos.shape:
+            raise ValueError(f"reference has shape {tuple(ref.shape)}, but model.pos_embed.pos has "
+                             f"{tuple(pos.shape)}; pass a copy of the same table taken earlier, e.g. "
+                             f"pos_at_init = model.pos_embed.pos.detach().clone() before training")
+        pos = pos - ref
+    patches = torch.nn.functional.normalize(pos[0, prefix:], dim=-1)               # [N, D]
+    return patches @ patches.T                                                      # [N, N]
+
+
+def _ranks(x: torch.Tensor) -> torch.Tensor:
+    """Ranks 0..n-1 of a 1-D tensor, ties given the mean of their ranks (Spearman's convention)."""
+    order = torch.argsort(x, stable=True)
+    ranks = torch.empty_like(x, dtype=torch.float64)
+    ranks[order] = torch.arange(len(x), dtype=torch.float64)
+    values, inverse = torch.unique(x, return_inverse=True)
+    sums = torch.zeros(len(values), dtype=torch.float64).index_add_(0, inverse, ranks)
+    counts = torch.zeros(len(values), dtype=torch.float64).index_add_(0, inverse, torch.ones_like(ranks))
+    return (sums / counts)[inverse]
+
+
+def rank_correlation(a, b) -> float:
+    """Spearman's rank correlation of two equally long 1-D sequences: +1 when b always rises
+    with a, -1 when it always falls, about 0 when their orders are unrelated."""
+    a = torch.as_tensor(a, dtype=torch.float64).flatten()
+    b = torch.as_tensor(b, dtype=torch.float64).flatten()
+    if a.shape != b.shape or len(a) < 2:
+        raise ValueError(f"rank_correlation needs two sequences of the same length >= 2, got "
+                         f"{len(a)} and {len(b)} values")
+    ra, rb = _ranks(a), _ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = (ra.square().sum() * rb.square().sum()).sqrt()
+    if denom == 0:
+        raise ValueError("rank_correlation is undefined when one sequence is constant")
+    return float((ra * rb).sum() / denom)
+
+
+def _pairs(model, reference) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cosine similarity, distance in patches) of every pair of distinct patches i < j."""
+    sim = position_similarity(model, reference=reference).double()
+    grid = math.isqrt(sim.shape[0])
+    dist = patch_distances(grid, 1)                                                 # [N, N] in patches
+    i, j = torch.triu_indices(len(sim), len(sim), offset=1)
+    return sim[i, j], dist[i, j]
+
+
+def similarity_distance_correlation(model, *, reference=None) -> float:
+    """How strongly the position embeddings encode the 2-D layout, as one number: Spearman's
+    rank correlation, over all pairs of distinct patches, between their embeddings' cosine
+    similarity and their distance on the grid. About -1: the nearer two patches, the more
+    alike their embeddings, everywhere (the paper's figure 7); about 0: no layout learnt
+    (a random table)."""
+    sim, dist = _pairs(model, reference)
+    return rank_correlation(sim, dist)
+
+
+def similarity_by_distance(model, *, reference=None) -> dict[float, float]:
+    """Mean cosine similarity of position embeddings for each distance between two distinct
+    patches on the grid (in patches: 1, 1.41, 2, ...): how similarity falls with distance."""
+    sim, dist = _pairs(model, reference)
+    dist = dist.round(decimals=2)
+    return {float(d): float(sim[dist == d].mean()) for d in torch.unique(dist)}

@@ -19,10 +19,30 @@ from torch import nn
 from .model import ViT
 
 __all__ = ["save", "load", "load_checkpoint", "check_writable", "checkpoint_path", "CheckpointError",
-           "FORMAT"]
+           "FORMAT", "shipped_checkpoint", "SHIPPED"]
 
 FORMAT = "vitlearn.checkpoint"
 VERSION = 1
+
+# Checkpoints that ship inside the package (vitlearn/weights/), each with the command that
+# trained it; its file's sha256 is recorded in BENCHMARKS.md.
+SHIPPED = {
+    # the lessons' ViT on a 7x7 grid of 4x4-pixel patches, trained for the paper's figure 7
+    # (04, 05, 08): python benchmarks/figure7.py --train
+    "mnist-7x7": "mnist-7x7.pt",
+}
+
+
+def shipped_checkpoint(name: str) -> Path:
+    """The path of a checkpoint that ships with vitlearn: ``vitlearn.load(shipped_checkpoint(
+    "mnist-7x7"))``."""
+    if name not in SHIPPED:
+        raise KeyError(f"no shipped checkpoint {name!r}; the shipped ones are {sorted(SHIPPED)}")
+    path = Path(__file__).parent / "weights" / SHIPPED[name]
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from this installation of vitlearn; reinstall it "
+                                f"(pip install --force-reinstall vitlearn)")
+    return path
 
 
 class CheckpointError(ValueError):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 import torch.utils.data
 from einops import rearrange
 
@@ -25,7 +26,8 @@ from .contract import check_positive_int
 from .patches import check_patch_size
 
 __all__ = ["DATASETS", "ImageDataset", "DataNotFoundError", "load_dataset", "default_data_dir",
-           "resolve_data_dir", "normalize", "random_shift", "iterate_batches", "train_val_split",
+           "resolve_data_dir", "normalize", "random_shift", "random_affine", "rotate_zoom",
+           "iterate_batches", "train_val_split",
            "BatchSource", "check_item", "dataset_targets", "dataset_classes", "ImageFolderError",
            "scan_image_folder", "ImageFolderDataset", "load_image_folder", "read_image"]
 
@@ -191,6 +193,33 @@ def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generato
     bidx = torch.arange(b)[:, None, None, None]
     cidx = torch.arange(images.shape[1])[None, :, None, None]
     return padded[bidx, cidx, rows, cols]
+
+
+def random_affine(images: torch.Tensor, max_rotate: float, max_scale: float,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Rotate every image [B, C, H, W] about its centre by its own random angle in
+    [-max_rotate, max_rotate] degrees and zoom it by its own factor in [1 - max_scale,
+    1 + max_scale] (bilinear; what comes in from outside the image is its corner value, the
+    background). A handwritten digit is still the same digit slightly turned or resized, which
+    a model that sees each image 30 times would otherwise learn by heart."""
+    if max_rotate <= 0 and max_scale <= 0:
+        return images
+    u = torch.rand(2, images.shape[0], generator=generator, dtype=torch.float64) * 2 - 1  # [-1, 1)
+    return rotate_zoom(images, u[0] * max_rotate, 1 + u[1] * max_scale)
+
+
+def rotate_zoom(images: torch.Tensor, degrees: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """Image i of [B, C, H, W] turned clockwise (as drawn) by ``degrees[i]`` about its centre and
+    zoomed by ``scales[i]`` (bilinear), the background (corner value) filling what comes in."""
+    angle = torch.deg2rad(torch.as_tensor(degrees, dtype=torch.float64))
+    scale = torch.as_tensor(scales, dtype=torch.float64)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale                   # output -> input
+    zero = torch.zeros_like(cos)
+    theta = torch.stack([torch.stack([cos, sin, zero], -1), torch.stack([-sin, cos, zero], -1)], 1)
+    grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
+    fill = images[:, :, :1, :1]
+    return F.grid_sample(images - fill, grid, mode="bilinear", padding_mode="zeros",
+                         align_corners=False) + fill
 
 
 def iterate_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int, *,
@@ -377,23 +406,24 @@ class BatchSource:
         return len(self.loader) if self.loader is not None else len(self) // batch_size
 
     def train_batches(self, batch_size: int, *, shuffle: torch.Generator, augment: torch.Generator,
-                      max_shift: int, rank: int = 0, world: int = 1, device=None,
+                      max_shift: int, max_rotate: float = 0.0, max_scale: float = 0.0,
+                      rank: int = 0, world: int = 1, device=None,
                       ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One epoch of shuffled, augmented training batches on ``device`` (full batches only;
-        with DDP, this rank's slice of every batch)."""
+        with DDP, this rank's slice of every batch): shifted, then rotated and zoomed."""
         if self.in_memory:
             data = self.data
             for xb, yb in iterate_batches(data.images, data.labels, batch_size, shuffle=True,
                                           generator=shuffle, drop_last=True):
                 xb, yb = xb[rank::world], yb[rank::world]
                 x = normalize(xb, data.mean, data.std)
-                x = random_shift(x, max_shift, augment).to(device, non_blocking=True)
-                yield x, yb.to(device, non_blocking=True)
+                x = random_affine(random_shift(x, max_shift, augment), max_rotate, max_scale, augment)
+                yield x.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             return
         for xb, yb in self._generic_batches(batch_size, shuffle=shuffle, drop_last=True):
             xb, yb = xb[rank::world], yb[rank::world]
-            x = random_shift(xb, max_shift, augment).to(device, non_blocking=True)
-            yield x, yb.to(device, non_blocking=True)
+            x = random_affine(random_shift(xb, max_shift, augment), max_rotate, max_scale, augment)
+            yield x.to(device, non_blocking=True), yb.to(device, non_blocking=True)
 
     def eval_batches(self, batch_size: int, device=None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Every image once, in order: (images on ``device``, labels on the CPU)."""

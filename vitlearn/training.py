@@ -93,6 +93,8 @@ class TrainConfig:
     label_smoothing: float = 0.1
     clip_grad: float | None = 1.0    # max gradient norm; None or 0: no clipping
     max_shift: int = 2               # random-shift augmentation, in pixels
+    max_rotate: float = 0.0          # random rotation, in degrees (data.random_affine)
+    max_scale: float = 0.0           # random zoom by a factor in [1 - max_scale, 1 + max_scale]
     seed: int = 0
     dataset: str = "mnist"           # filled in by fit from the training data
     train_size: int = 0
@@ -106,6 +108,8 @@ class TrainConfig:
         _check_number("warmup_epochs", self.warmup_epochs, low=0)
         _check_number("min_lr_factor", self.min_lr_factor, low=0, high=1)
         _check_number("label_smoothing", self.label_smoothing, low=0, high=1, high_open=True)
+        _check_number("max_rotate", self.max_rotate, low=0, high=180)
+        _check_number("max_scale", self.max_scale, low=0, high=1, high_open=True)
         if self.clip_grad is not None:
             _check_number("clip_grad", self.clip_grad, low=0)
 
@@ -268,6 +272,7 @@ def fit(model: nn.Module, train=None, test=None, *,
         min_lr_factor: float = _DEFAULT.min_lr_factor,
         label_smoothing: float = _DEFAULT.label_smoothing,
         clip_grad: float | None = _DEFAULT.clip_grad, max_shift: int = _DEFAULT.max_shift,
+        max_rotate: float = _DEFAULT.max_rotate, max_scale: float = _DEFAULT.max_scale,
         seed: int = _DEFAULT.seed, progress: bool = True, device=None,
         checkpoint: str | os.PathLike | None = None, resume: str | os.PathLike | None = None,
         lr_schedule: Callable[[int, int, int], float] | None = None,
@@ -281,7 +286,8 @@ def fit(model: nn.Module, train=None, test=None, *,
     ``transform=ToTensor()``, ``ImageFolder``, ``TensorDataset``, ``Subset``), or a
     ``DataLoader`` (its batches used as they come, its own shuffling). A generic dataset's
     images are normalised by its transform (``Normalize(mean, std)``), not by ``fit``. Random
-    shifts apply to both. ``test`` is required with a generic ``train``.
+    shifts (``max_shift``), rotations (``max_rotate`` degrees) and zooms (``max_scale``) apply
+    to both. ``test`` is required with a generic ``train``.
 
     The settings (``epochs`` ... ``seed``) are those of :class:`TrainConfig`.
     ``optimizer="muon"`` updates the encoder's weight matrices with Muon (and the rest with
@@ -309,7 +315,7 @@ def fit(model: nn.Module, train=None, test=None, *,
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          optimizer=optimizer, warmup_epochs=warmup_epochs, min_lr_factor=min_lr_factor,
                          label_smoothing=label_smoothing, clip_grad=clip_grad, max_shift=max_shift,
-                         seed=seed)
+                         max_rotate=max_rotate, max_scale=max_scale, seed=seed)
     train, test = _sources(train, test, dataset, data_dir)
     config = replace(config, dataset=train.name, train_size=len(train))
     _check_data(model, train, test)
@@ -544,7 +550,8 @@ def train_one_epoch(net: nn.Module, model: nn.Module, train, optimizer, schedule
     sums = torch.zeros(3, dtype=torch.float64)  # loss, correct, count
     step = (epoch - 1) * train.steps_per_epoch(config.batch_size)
     for x, y in train.train_batches(config.batch_size, shuffle=shuffle, augment=augment,
-                                    max_shift=config.max_shift, rank=rank, world=world, device=device):
+                                    max_shift=config.max_shift, max_rotate=config.max_rotate,
+                                    max_scale=config.max_scale, rank=rank, world=world, device=device):
         step += 1
         logits = net(x)
         loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)

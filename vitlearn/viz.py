@@ -33,7 +33,7 @@ from .attention_maps import (
     model_device,
     model_input,
     patch_distances,
-    prefix_and_grid,
+    position_similarity,
 )
 from .data import ImageDataset
 from .patches import check_patch_size, patchify
@@ -364,27 +364,10 @@ def plot_position_similarity(model, *, reference=None) -> Figure:
     table starts as random vectors much longer than a short training moves them, and that
     random start hides the change in the plain similarities.
     """
-    pos_embed = getattr(model, "pos_embed", None)
-    if pos_embed is None:
-        raise ValueError("this model has no position embedding (pos_embed='none'); build it with "
-                         "pos_embed='learned' or 'sincos' to plot position similarities")
-    pos = getattr(pos_embed, "pos", None)
-    if not isinstance(pos, torch.Tensor) or pos.ndim != 3:
-        raise ValueError("plot_position_similarity needs model.pos_embed.pos [1, prefix+N, D]; "
-                         f"{type(pos_embed).__name__} has no such tensor")
-    prefix, grid = prefix_and_grid(model, pos.shape[1])
-    pos = pos.detach().float().cpu()
-    title = "position embedding similarity"
-    if reference is not None:
-        ref = torch.as_tensor(reference).detach().float().cpu()
-        if ref.shape != pos.shape:
-            raise ValueError(f"reference has shape {tuple(ref.shape)}, but model.pos_embed.pos has "
-                             f"{tuple(pos.shape)}; pass a copy of the same table taken earlier, e.g. "
-                             f"pos_at_init = model.pos_embed.pos.detach().clone() before training")
-        pos = pos - ref
-        title = "similarity of what training changed (pos - reference)"
-    patches = torch.nn.functional.normalize(pos[0, prefix:], dim=-1)                         # [N, D]
-    sim = (patches @ patches.T).numpy()                                                       # [N, N]
+    sim = position_similarity(model, reference=reference).numpy()                              # [N, N]
+    grid = math.isqrt(sim.shape[0])
+    title = ("similarity of what training changed (pos - reference)" if reference is not None
+             else "position embedding similarity")
 
     # One canvas of grid x grid tiles, tile i = position i's similarities as a [grid, grid] image.
     canvas = _tile_canvas(sim.reshape(grid * grid, grid, grid), per_row=grid)
