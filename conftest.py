@@ -20,7 +20,7 @@ collect_ignore_glob = ["notebooks/exercises/*"]
 # README's test command runs `pytest -n auto --dist loadfile` (pytest-xdist): one notebook or
 # test file per worker at a time. The workers share the cores, so each worker's torch, and
 # the notebook kernels it starts (they inherit this environment), get cores // workers
-# threads: on 2 cores two one-thread processes train about 1.6x faster together than one
+# threads: on 2 cores two one-thread processes train 1.14-1.22x faster together than one
 # two-thread process (benchmarks/ci_parallel.py).
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _WORKERS > 1 and "OMP_NUM_THREADS" not in os.environ:

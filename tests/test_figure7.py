@@ -74,6 +74,23 @@ def test_a_2d_layout_correlates_strongly_and_a_random_table_not_at_all():
     assert falls[0] > falls[-1] + 0.5                                 # neighbours alike, corners apart
 
 
+def test_max_distance_keeps_only_the_near_pairs():
+    """A table alike along the border (like MNIST's background patches) and local inside:
+    the all-pairs number is weak, the near-pairs one strong."""
+    grid = 7
+    table = bumps(grid)
+    rows, cols = torch.arange(49) // grid, torch.arange(49) % grid
+    border = (rows == 0) | (rows == grid - 1) | (cols == 0) | (cols == grid - 1)
+    table[border] = 1.0                                                # every border patch the same vector
+    model = with_table(4, table)
+    near = similarity_distance_correlation(model, max_distance=1.5)   # neighbours and diagonals
+    assert similarity_distance_correlation(model) > -0.1 and near < -0.4
+    sim, dist = vitlearn.attention_maps._pairs(model, None, 1.5)
+    assert set(dist.round(decimals=2).tolist()) == {1.0, 1.41}
+    with pytest.raises(ValueError, match="max_distance is in patches"):
+        similarity_distance_correlation(model, max_distance=0.5)
+
+
 def test_similarity_by_distance_lists_every_distance_of_the_grid():
     model = with_table(7, torch.randn(16, 16))
     found = similarity_by_distance(model)

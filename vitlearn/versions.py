@@ -14,7 +14,7 @@ __all__ = ["VersionMismatchError", "require_version", "__version__"]
 
 # The release: pyproject.toml says the same (tests/test_packaging.py), and every notebook's first
 # cell names it (require_version).
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 _VERSION_RE = re.compile(r"^\s*(\d+(?:\.\d+)*)\s*$")
 
