@@ -53,7 +53,7 @@ DEFAULT_FIT = dict(epochs=3)                        # 00's run: fit's defaults, 
 
 
 def sha256(path) -> str:
-    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def build(model_kw: dict, pos_init_std: float = 1.0) -> vitlearn.ViT:
